@@ -1,0 +1,1 @@
+"""The ``mailring`` command line: one module per group of verbs, wired in ``main``."""

@@ -1,0 +1,42 @@
+"""Entry point of the ``mailring`` command: parse, dispatch, and turn bad input into exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mailring.errors import InputError
+
+# Each module registers its verbs; imported lazily only through this list.
+GROUPS = ("mailring.cli.model_cmds", "mailring.cli.lab_cmds", "mailring.cli.fault_cmds")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mailring", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in GROUPS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"mailring: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mailring: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Render per-node config bundles for a flavour (debian for the lab, freebsd for VMs).
+
+``render(topology, flavour, out)`` writes ``out/<node>/...`` for every node,
+each a tree that mirrors the node's root filesystem, plus the cluster's TLS
+material under ``out/tls/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mailring.render.context import node_context
+from mailring.render.engine import environment, load_manifest, render_file
+from mailring.render.tls import ensure_tls
+from mailring.topology import Topology
+
+
+def render(topo: Topology, flavour: str, out: str | Path) -> dict[str, Path]:
+    """Render every node's bundle under ``out``; return node name -> bundle root."""
+    out = Path(out)
+    manifest = load_manifest(flavour)
+    env = environment()
+    tls = ensure_tls(topo, out / "tls")
+    roots: dict[str, Path] = {}
+    for node in topo.nodes.values():
+        root = out / node.name
+        ctx = node_context(topo, node, manifest.paths, flavour)
+        ctx["tls"] = tls
+        for spec in manifest.files:
+            if node.role in spec.roles:
+                render_file(env, spec, ctx, root)
+        roots[node.name] = root
+    return roots
+
+
+__all__ = ["render"]

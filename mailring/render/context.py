@@ -1,0 +1,83 @@
+"""What a node's templates see: the topology seen from one node, as plain data.
+
+Everything a config needs (addresses, ports, vhids, peers, users, the DNS
+zone) comes from the topology here; templates hold syntax only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from mailring.topology import Node, Service, Topology, Vip
+
+MAIL_UID = 5000  # owner of the shared mail store (Postfix virtual + Dovecot userdb)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One HAProxy backend: a frontend service sent to a daemon listener on every node."""
+
+    service: Service  # the service the client connects to (may be TLS)
+    target: Service  # the plain service whose daemon serves it
+    port: int  # the daemon port HAProxy connects to
+    proxy: str  # "" | "send-proxy-v2" | "send-proxy-v2-ssl"
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+
+def password_hash(password: str, salt: bytes | None = None) -> str:
+    """Dovecot {SSHA256} hash: base64(sha256(password + salt) + salt)."""
+    salt = salt if salt is not None else os.urandom(8)
+    digest = hashlib.sha256(password.encode() + salt).digest()
+    return "{SSHA256}" + base64.b64encode(digest + salt).decode()
+
+
+def backends(topo: Topology) -> list[Backend]:
+    out = []
+    for svc in topo.services.values():
+        target = topo.services[svc.backend] if svc.tls and svc.backend else svc
+        if topo.proxy_protocol and target.proxy_port:
+            port = target.proxy_port
+            proxy = "send-proxy-v2-ssl" if svc.tls else "send-proxy-v2"
+        else:
+            port, proxy = target.port, ""
+        out.append(Backend(svc, target, port, proxy))
+    return out
+
+
+def carp_password_file(topo: Topology) -> str:
+    return topo.carp_password
+
+
+def node_context(topo: Topology, node: Node, paths: dict[str, str], flavour: str) -> dict[str, Any]:
+    """The template context for ``node`` under ``flavour`` with its filesystem ``paths``."""
+    mail = topo.mail_nodes
+    runs: list[tuple[Vip, int]] = [(v, v.skew_of(node.name) or 0) for v in topo.vips_run_by(node.name)]
+    daemons = {s.daemon for s in topo.services.values() if s.daemon}
+    return {
+        "topo": topo,
+        "flavour": flavour,
+        "node": node,
+        "fqdn": f"{node.name}.{topo.domain}",
+        "paths": paths,
+        "mail_nodes": mail,
+        "peers": [n for n in mail if n.name != node.name],
+        "client": topo.client,
+        "vips": topo.vips,
+        "carp_runs": runs,  # (vip, this node's advskew) for every vhid it takes part in
+        "services": topo.services,
+        "daemon_services": {d: [s for s in topo.services.values() if s.daemon == d] for d in daemons},
+        "backends": backends(topo),
+        "dns": topo.dns,
+        "users": [(u, password_hash(u.password)) for u in topo.users],
+        "mail_uid": MAIL_UID,
+        "cluster_addresses": [n.address for n in mail],
+        "haproxy": topo.haproxy,
+        "zone": topo.dns.zone,
+    }

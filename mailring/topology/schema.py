@@ -1,0 +1,96 @@
+"""The topology file's shape, checked by pydantic (types, ranges, unknown keys).
+
+Cross-field rules (addresses inside the network, owners that are nodes, one
+vhid per VIP, ...) live in ``mailring.topology.load``; this module only says
+what each field may hold.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+NodeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]{0,11}$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Skew = Annotated[int, Field(ge=0, le=240)]
+DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+
+SERVICE_NAMES = ("smtp", "submission", "pop3", "imap", "http", "pop3s", "imaps", "https")
+ServiceName = Literal["smtp", "submission", "pop3", "imap", "http", "pop3s", "imaps", "https"]
+Protocol = Literal["smtp", "pop3", "imap", "http"]
+Daemon = Literal["postfix", "dovecot", "webmail"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeSpec(Strict):
+    role: Literal["mail", "client"]
+    address: IPv4Address
+
+
+class VipSpec(Strict):
+    address: IPv4Address
+    vhid: Annotated[int, Field(ge=1, le=254)]
+    owner: str
+    backups: dict[str, Skew] = Field(default_factory=dict)
+
+
+class ServiceSpec(Strict):
+    port: Port
+    protocol: Protocol
+    daemon: Daemon | None = None
+    proxy_port: Port | None = None
+    tls: bool = False
+    backend: ServiceName | None = None
+
+
+class CarpSpec(Strict):
+    advbase: Annotated[int, Field(ge=1, le=255)] = 1
+    password: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+
+
+class HaproxySpec(Strict):
+    check_interval_ms: Annotated[int, Field(ge=100, le=60000)] = 1000
+    fall: Annotated[int, Field(ge=1, le=10)] = 2
+    rise: Annotated[int, Field(ge=1, le=10)] = 2
+
+
+class DnsSpec(Strict):
+    zone: Annotated[str, StringConstraints(pattern=r"^([a-z0-9-]+\.)+[a-z]+$")]
+    ttl: Annotated[int, Field(ge=1, le=86400)] = 900
+    server: str
+    port: Port = 53
+    authoritative_port: Port
+    # A label gets an A record for every VIP; {label: [VIP, ...]} limits it.
+    names: list[DnsLabel | dict[DnsLabel, list[IPv4Address]]]
+
+
+class UserSpec(Strict):
+    address: Annotated[str, StringConstraints(pattern=r"^[a-z0-9._-]+@([a-z0-9-]+\.)+[a-z]+$")]
+    password: Annotated[str, StringConstraints(pattern=r"^[^:\s]{6,64}$")]
+
+
+class VagrantSpec(Strict):
+    memory: Annotated[int, Field(ge=256, le=65536)] = 512
+    cpus: Annotated[int, Field(ge=1, le=64)] = 1
+    boxes: dict[Literal["virtualbox", "libvirt"], str] = Field(
+        default_factory=lambda: {"virtualbox": "bento/freebsd-14", "libvirt": "generic/freebsd14"}
+    )
+
+
+class TopologyFile(Strict):
+    name: DnsLabel
+    network: IPv4Network
+    proxy_protocol: bool = True
+    carp: CarpSpec
+    nodes: dict[NodeName, NodeSpec]
+    vips: list[VipSpec]
+    services: dict[ServiceName, ServiceSpec]
+    haproxy: HaproxySpec = HaproxySpec()
+    dns: DnsSpec
+    users: list[UserSpec]
+    vagrant: VagrantSpec = VagrantSpec()

@@ -1,0 +1,1 @@
+"""Cluster drivers: lab (Linux namespaces on this host) and vagrant (FreeBSD VMs)."""

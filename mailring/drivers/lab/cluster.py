@@ -1,0 +1,336 @@
+"""LabCluster: the Cluster interface over Linux namespaces on this host.
+
+Each node is a network namespace on the lab's bridge plus, per boot, mount,
+PID and UTS namespaces whose PID 1 is ``mailring.drivers.lab.init``. A
+crash kills that PID 1 (every daemon dies at once), drops the node's VIPs and
+takes its link down; a boot starts a new PID 1 over the same disk layers.
+Faults are recorded in ``build/<lab>/lab.json`` so separate CLI calls see them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from mailring.cluster import Cluster, NodeStatus, Result, Running, Status, TransportError
+from mailring.drivers.lab import control, netns, preflight
+from mailring.drivers.lab.names import LabNames
+from mailring.drivers.lab.ready import wait_owners, wait_ready
+from mailring.errors import InputError
+from mailring.render import render
+from mailring.render.context import MAIL_UID
+
+PROBE = Path(__file__).resolve().parents[2] / "probe.py"
+
+
+class LabCluster(Cluster):
+    NAME = "lab"
+
+    def __init__(self, topology, lab: str = "mailring") -> None:
+        super().__init__(topology, lab)
+        self.names = LabNames(lab)
+
+    # -- state ----------------------------------------------------------------
+    def _state(self) -> dict:
+        try:
+            return json.loads(self.names.state_file.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _save(self, state: dict) -> None:
+        tmp = self.names.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(self.names.state_file)
+
+    def _faults(self) -> dict[str, str]:
+        return dict(self._state().get("faults", {}))
+
+    def _set_fault(self, node: str, fault: str | None) -> None:
+        state = self._state()
+        faults = state.setdefault("faults", {})
+        if fault is None:
+            faults.pop(node, None)
+        else:
+            faults[node] = fault
+        self._save(state)
+
+    def _namespaces(self, state: dict | None = None) -> list[str]:
+        """Every namespace this lab may have made: from its record and from the topology."""
+        state = state if state is not None else self._state()
+        mine = {self.names.lan, *(self.names.netns(n) for n in self.topology.nodes)}
+        mine.update(state.get("namespaces", []))
+        return sorted(mine)
+
+    # -- lifecycle ------------------------------------------------------------
+    def up(self) -> None:
+        preflight.check()
+        self.down()  # a stale lab of this name, left by a killed run
+        try:
+            self._create()
+            wait_ready(self)
+        except BaseException:
+            self.down()
+            raise
+
+    def _create(self) -> None:
+        names = self.names
+        names.root.mkdir(parents=True, exist_ok=True)
+        # record first, so an interrupted up() is found by down() by name
+        self._save({"lab": self.lab, "topology": self.topology.path,
+                    "namespaces": self._namespaces({}), "faults": {}})
+        render(self.topology, "debian", names.bundles)
+        names.store.mkdir(parents=True, exist_ok=True)
+        os.chown(names.store, MAIL_UID, MAIL_UID)
+        netns.make_lan(names.lan)
+        prefix = self.topology.network.prefixlen
+        for node in self.topology.nodes.values():
+            netns.make_node(names.lan, names.netns(node.name), names.port(node.name),
+                            str(node.address), prefix)
+        for node in self.topology.nodes:
+            self._start_init(node, hold=("carp-backup",))
+        self._start_backups_after_owners()
+
+    def _start_backups_after_owners(self) -> None:
+        """Start the backup ucarps once every VIP is held by its owner.
+
+        ucarp reads adverts through libpcap, which hands them over up to about a
+        second late; backups started with their owners time out (3 x advbase +
+        skew/256) before they hear the owner's first advert, win the first
+        election and leave preemption seconds of flapping to sort out. Started
+        after the owners, they hear adverts before their timers run out.
+        """
+        mail = [n.name for n in self.topology.mail_nodes]
+        wait_owners(self, deadline_s=10 * self.topology.advbase + 5)
+        threads = [threading.Thread(target=control.call,
+                                    args=(self.names.control(n), "start", "carp-backup"))
+                   for n in mail]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def _start_init(self, node: str, hold: tuple[str, ...] = ()) -> None:
+        names = self.names
+        disk = names.disk(node)
+        disk.mkdir(parents=True, exist_ok=True)
+        store = names.store if self.topology.nodes[node].role == "mail" else names.disk(node) / "none"
+        log = open(disk / "init.log", "ab")  # noqa: SIM115
+        subprocess.Popen(
+            ["ip", "netns", "exec", names.netns(node), "unshare", "--mount", "--pid", "--uts",
+             "--fork", "--mount-proc", "--propagation", "private", sys.executable, "-m",
+             "mailring.drivers.lab.init", str(disk), str(names.bundles / node), str(store),
+             str(names.control(node)), *(["--hold", ",".join(hold)] if hold else [])],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )
+        log.close()
+
+    def down(self) -> None:
+        """Kill this lab's processes, delete its namespaces and folders; collect errors, keep going."""
+        state = self._state()
+        errors = []
+        spaces = [ns for ns in self._namespaces(state) if ns in netns.existing()]
+        for ns in spaces:
+            self._kill_all(ns)
+        for ns in spaces:
+            err = netns.remove(ns)
+            if err:
+                errors.append(f"{ns}: {err}")
+        if self.names.root.exists():
+            shutil.rmtree(self.names.root, ignore_errors=True)
+        if errors:
+            raise RuntimeError("lab teardown left: " + "; ".join(errors))
+
+    def _kill_all(self, ns: str) -> None:
+        pids = _netns_pids(ns)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 5
+        while _netns_pids(ns) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    # -- commands -------------------------------------------------------------
+    def _init_pid(self, node: str) -> int:
+        self.check_node(node)
+        for pid in _netns_pids(self.names.netns(node)):
+            if _nspid(pid) == 1:
+                return pid
+        state = self._faults().get(node, "down")
+        raise TransportError(f"{node} is not running ({state}); boot it first")
+
+    def _nsenter(self, node: str, argv: list[str]) -> list[str]:
+        return ["nsenter", "-t", str(self._init_pid(node)), "-n", "-m", "-p", "-u", "--", *argv]
+
+    def run(self, node: str, argv: list[str], timeout: float = 60.0,
+            input: str | None = None) -> Result:
+        cmd = self._nsenter(node, argv)
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
+        except subprocess.TimeoutExpired as exc:
+            raise TransportError(f"{node}: {argv[0]} did not finish in {timeout} s") from exc
+        except OSError as exc:
+            raise TransportError(f"{node}: cannot run {argv[0]}: {exc}") from exc
+        return Result(list(argv), res.returncode, res.stdout, res.stderr)
+
+    def start(self, node: str, argv: list[str]) -> Running:
+        return _LabRunning(argv, self._nsenter(node, argv))
+
+    def probe_argv(self) -> list[str]:
+        return [sys.executable, str(PROBE)]
+
+    # -- faults ---------------------------------------------------------------
+    def crash(self, node: str) -> None:
+        self.check_node(node)
+        ns = self.names.netns(node)
+        pid = self._init_pid(node)
+        os.kill(pid, signal.SIGKILL)  # the kernel kills the whole PID namespace
+        self._set_fault(node, "crashed")
+        netns.link(ns, up=False)  # a dead NIC: no ARP reply, no RST
+        netns.drop_addresses(ns, keep=str(self.topology.nodes[node].address))
+        deadline = time.monotonic() + 5
+        while _netns_pids(ns) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def boot(self, node: str) -> None:
+        self.check_node(node)
+        if _netns_pids(self.names.netns(node)):
+            raise InputError(f"{node} is running; crash it before booting it")
+        netns.link(self.names.netns(node), up=True)
+        self._start_init(node)
+        self._set_fault(node, None)
+        deadline = time.monotonic() + 10
+        while not self.names.control(node).exists() or not _fresh(self.names.control(node)):
+            if time.monotonic() > deadline:
+                raise TransportError(f"{node}: init did not come up; see {self.names.disk(node)}/init.log")
+            time.sleep(0.02)
+
+    def _services(self, node: str, op: str, service: str | None = None) -> dict:
+        self._init_pid(node)
+        return control.call(self.names.control(node), op, service)
+
+    def _groups(self, node: str, name: str) -> list[str]:
+        """The init's services behind one service name (carp = owned + backup ucarps)."""
+        self.check_service(name)
+        groups = [g for g in (name, f"{name}-backup") if g in self.service_states(node)]
+        if not groups:
+            raise InputError(f"{node} runs no {name}; it runs: {', '.join(self.service_states(node))}")
+        return groups
+
+    def stop_service(self, node: str, name: str) -> None:
+        for group in self._groups(node, name):
+            self._services(node, "stop", group)
+
+    def start_service(self, node: str, name: str) -> None:
+        for group in self._groups(node, name):
+            self._services(node, "start", group)
+
+    def isolate(self, node: str) -> None:
+        self.check_node(node)
+        self._init_pid(node)
+        netns.link(self.names.netns(node), up=False)
+        self._set_fault(node, "isolated")
+
+    def heal(self, node: str) -> None:
+        self.check_node(node)
+        if self._faults().get(node) != "isolated":
+            raise InputError(f"{node} is not isolated; nothing to heal")
+        netns.link(self.names.netns(node), up=True)
+        self._set_fault(node, None)
+
+    def service_states(self, node: str) -> dict:
+        return self._services(node, "status")
+
+    def log_text(self, node: str, service: str) -> str:
+        self.check_node(node)
+        path = self.names.disk(node) / "var" / "log" / f"{service}.log"
+        try:
+            return path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    # -- status ---------------------------------------------------------------
+    def status(self) -> Status:
+        faults = self._faults()
+        nodes, holders = {}, {str(v.address): [] for v in self.topology.vips}
+        existing = netns.existing()
+        for node in self.topology.nodes.values():
+            ns = self.names.netns(node.name)
+            if ns not in existing:
+                state = "down"
+            elif node.name in faults:
+                state = faults[node.name]
+            else:
+                state = "up" if _netns_pids(ns) else "down"
+            nodes[node.name] = NodeStatus(node.name, state, str(node.address))
+            if state != "up":
+                continue
+            for cidr in netns.addresses(ns):
+                addr = cidr.split("/")[0]
+                if addr in holders:
+                    holders[addr].append(node.name)
+        return Status(nodes=nodes, holders=holders, faults=faults)
+
+
+class _LabRunning(Running):
+    def __init__(self, argv: list[str], cmd: list[str]) -> None:
+        self.argv = argv
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.readers = [threading.Thread(target=_drain, args=(s, b), daemon=True)
+                        for s, b in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for t in self.readers:
+            t.start()
+
+    def stop(self, timeout: float = 10.0) -> Result:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for t in self.readers:
+            t.join(timeout)
+        return Result(self.argv, self.proc.returncode, "".join(self.out), "".join(self.err))
+
+
+def _drain(stream, buf: list[str]) -> None:
+    for line in stream:
+        buf.append(line)
+
+
+def _netns_pids(ns: str) -> list[int]:
+    res = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+    return [int(p) for p in res.stdout.split()] if res.returncode == 0 else []
+
+
+def _nspid(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    except (FileNotFoundError, ValueError):
+        return None
+    return None
+
+
+def _fresh(path: Path) -> bool:
+    """The control socket accepts connections (an old one from before a crash does not)."""
+    try:
+        control.call(path, "status", timeout=1)
+        return True
+    except TransportError:
+        return False

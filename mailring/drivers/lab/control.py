@@ -1,0 +1,29 @@
+"""Talk to a lab node's init over its control socket (one JSON line each way)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+from mailring.cluster import TransportError
+
+
+def call(control: Path, op: str, service: str | None = None, timeout: float = 15.0) -> dict:
+    """Send one request to the node's init; raise TransportError if it cannot be reached."""
+    req = {"op": op} if service is None else {"op": op, "service": service}
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(control))
+            s.sendall((json.dumps(req) + "\n").encode())
+            with s.makefile("r") as f:
+                line = f.readline()
+    except OSError as exc:
+        raise TransportError(f"node init at {control}: {exc}") from exc
+    if not line:
+        raise TransportError(f"node init at {control} closed the connection")
+    answer = json.loads(line)
+    if not answer.get("ok"):
+        raise TransportError(f"node init at {control}: {answer.get('error')}")
+    return answer["services"]

@@ -1,0 +1,196 @@
+"""PID 1 of a lab node: mounts the node's own files, starts its daemons, supervises them.
+
+Started by the driver as ``ip netns exec <ns> unshare --mount --pid --uts
+--fork --mount-proc python -m mailring.drivers.lab.init <disk> <bundle>
+<store> <control>``. It overlays the node's writable layers on /etc and /var
+(the rendered bundle is the upper /etc), puts fresh tmpfs on /run and /tmp as
+a boot would, mounts the shared mail store, sets the hostname, then starts
+every service of ``/etc/mailring/services.yaml`` (but those named by ``--hold``, which wait
+for a start request) in its own process group,
+output to ``/var/log/<service>.log``. A JSON-lines control socket lets the
+driver stop, start and list services. Killing this process is a power cut:
+the kernel kills every process of the PID namespace at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+STOP_GRACE_S = 5.0
+
+
+def sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True, text=True)
+
+
+def mount_layers(disk: Path, bundle: Path, store: Path, hostname: str) -> None:
+    for top in ("etc", "var"):
+        upper, work = disk / top, disk / "work" / top
+        work.mkdir(parents=True, exist_ok=True)
+        if top == "etc":
+            # the rendered bundle's etc is copied into the node's own etc layer
+            shutil.copytree(bundle / "etc", upper, dirs_exist_ok=True)
+        upper.mkdir(parents=True, exist_ok=True)
+        sh("mount", "-t", "overlay", f"mr-{top}", "-o",
+           f"lowerdir=/{top},upperdir={upper},workdir={work}", f"/{top}")
+    for tmp in ("/run", "/tmp"):
+        sh("mount", "-t", "tmpfs", "-o", "mode=0755" if tmp == "/run" else "mode=1777", "tmpfs", tmp)
+    for sub in ("haproxy", "dovecot", "nginx"):
+        os.makedirs(f"/run/{sub}", exist_ok=True)
+    os.makedirs("/var/lib/nginx", exist_ok=True)
+    os.makedirs("/var/log", exist_ok=True)
+    if store.is_dir():
+        target = Path("/var/mail/vhosts")
+        target.mkdir(parents=True, exist_ok=True)
+        sh("mount", "--bind", str(store), str(target))
+    sh("hostname", hostname)
+
+
+class Supervisor:
+    """The node's services: each a list of processes, each in its own process group."""
+
+    def __init__(self, services: dict[str, list[list[str]]]) -> None:
+        self.services = services
+        self.procs: dict[str, list[subprocess.Popen]] = {}
+        self.stopped: set[str] = set()
+        self.lock = threading.Lock()
+
+    def start(self, name: str) -> None:
+        with self.lock:
+            if any(p.poll() is None for p in self.procs.get(name, [])):
+                return
+            log = open(f"/var/log/{name}.log", "ab", buffering=0)  # noqa: SIM115
+            self.procs[name] = [
+                subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                 start_new_session=True)
+                for argv in self.services[name]
+            ]
+            log.close()
+            self.stopped.discard(name)
+
+    def stop(self, name: str) -> None:
+        with self.lock:
+            procs = self.procs.get(name, [])
+            self.stopped.add(name)
+        for p in procs:
+            if p.poll() is None:
+                _signal_group(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for p in procs:
+            try:
+                p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(p.pid, signal.SIGKILL)
+                p.wait()
+        for p in procs:  # daemons that forked helpers into the group
+            _signal_group(p.pid, signal.SIGKILL)
+
+    def status(self) -> dict[str, dict]:
+        with self.lock:
+            out = {}
+            for name in self.services:
+                procs = self.procs.get(name, [])
+                out[name] = {
+                    "running": bool(procs) and all(p.poll() is None for p in procs),
+                    "exited": [p.returncode for p in procs if p.poll() is not None],
+                    "stopped": name in self.stopped,
+                }
+            return out
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def serve(sup: Supervisor, control: Path) -> None:
+    if control.exists():
+        control.unlink()
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(control))
+    srv.listen(8)
+
+    def handle(conn: socket.socket) -> None:
+        with conn, conn.makefile("rw") as f:
+            for line in f:
+                try:
+                    req = json.loads(line)
+                    op, name = req["op"], req.get("service")
+                    if name is not None and name not in sup.services:
+                        raise KeyError(f"no service {name!r} on this node")
+                    if op == "stop":
+                        sup.stop(name)
+                    elif op == "start":
+                        sup.start(name)
+                    answer = {"ok": True, "services": sup.status()}
+                except Exception as exc:  # answer, never die: this is PID 1
+                    answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+                f.write(json.dumps(answer) + "\n")
+                f.flush()
+
+    while True:
+        conn, _ = srv.accept()
+        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+
+def reap_forever() -> None:
+    """PID 1 adopts orphans: reap every child that is not a supervised service."""
+    while True:
+        time.sleep(0.5)
+        with SUP.lock:
+            ours = [p for ps in SUP.procs.values() for p in ps]
+        for p in ours:
+            p.poll()  # Popen reaps its own children
+        ours_pids = {p.pid for p in ours if p.returncode is None}
+        try:
+            while (info := os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)):
+                if info.si_pid in ours_pids:
+                    break
+                os.waitpid(info.si_pid, 0)
+        except ChildProcessError:
+            pass
+
+
+SUP: Supervisor
+
+
+def main(argv: list[str]) -> int:
+    global SUP
+    disk, bundle, store, control = (Path(a) for a in argv[:4])
+    held = set(argv[5].split(",")) if len(argv) > 5 and argv[4] == "--hold" else set()
+    hostname = (bundle / "etc" / "hostname").read_text().strip().split(".")[0]
+    mount_layers(disk, bundle, store, hostname)
+    os.environ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    os.environ["HOME"] = "/root"
+    services = yaml.safe_load(Path("/etc/mailring/services.yaml").read_text()) or {}
+    SUP = Supervisor({k: [[str(a) for a in argv] for argv in v] for k, v in services.items()})
+    signal.signal(signal.SIGTERM, lambda *_: _shutdown())
+    for name in services:
+        if name not in held:
+            SUP.start(name)
+    threading.Thread(target=reap_forever, daemon=True).start()
+    serve(SUP, control)
+    return 0
+
+
+def _shutdown() -> None:
+    for name in list(SUP.services):
+        SUP.stop(name)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

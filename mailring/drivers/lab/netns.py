@@ -1,0 +1,76 @@
+"""The lab's network: a bridge in a namespace of its own, one namespace per node.
+
+The host's own namespace gets no interface on the lab network: the bridge
+lives in ``mr-<lab>-lan`` and each node's veth is created there, its other
+end moved straight into the node's namespace as ``eth0``. Nodes have no
+default route, so nothing can leave the machine.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable
+
+BRIDGE = "br0"
+NODE_IF = "eth0"
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {res.stderr.strip()}")
+    return res
+
+
+def existing() -> set[str]:
+    out = ip("netns", "list").stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def make_lan(ns: str) -> None:
+    ip("netns", "add", ns)
+    ip("-n", ns, "link", "set", "lo", "up")
+    ip("-n", ns, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+    ip("-n", ns, "link", "set", BRIDGE, "up")
+
+
+def make_node(lan: str, ns: str, port: str, address: str, prefixlen: int) -> None:
+    """A node namespace with eth0 on the bridge, its address, and multicast for CARP."""
+    ip("netns", "add", ns)
+    ip("-n", lan, "link", "add", port, "type", "veth", "peer", "name", NODE_IF, "netns", ns)
+    ip("-n", lan, "link", "set", port, "master", BRIDGE, "up")
+    ip("-n", ns, "link", "set", "lo", "up")
+    ip("-n", ns, "addr", "add", f"{address}/{prefixlen}", "dev", NODE_IF)
+    ip("-n", ns, "link", "set", NODE_IF, "up")
+    ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", NODE_IF)
+    sysctl(ns, "net.ipv4.ip_nonlocal_bind", "1")
+
+
+def sysctl(ns: str, key: str, value: str) -> None:
+    path = "/proc/sys/" + key.replace(".", "/")
+    subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", f"echo {value} > {path}"], check=True)
+
+
+def link(ns: str, up: bool) -> None:
+    """Plug or unplug a node's cable (its eth0 in the node's namespace)."""
+    ip("-n", ns, "link", "set", NODE_IF, "up" if up else "down")
+    if up:
+        ip("-n", ns, "route", "replace", "224.0.0.0/4", "dev", NODE_IF)
+
+
+def addresses(ns: str) -> list[str]:
+    out = ip("-n", ns, "-o", "-4", "addr", "show", "dev", NODE_IF, check=False).stdout
+    return [line.split()[3] for line in out.splitlines() if len(line.split()) > 3]
+
+
+def drop_addresses(ns: str, keep: str, prefixes: Iterable[str] = ()) -> None:
+    """Remove every address of eth0 except the node's own (the VIPs a dead node held)."""
+    for cidr in addresses(ns):
+        if cidr.split("/")[0] != keep:
+            ip("-n", ns, "addr", "del", cidr, "dev", NODE_IF, check=False)
+
+
+def remove(ns: str) -> str | None:
+    """Delete a namespace; returns an error text instead of raising (sweeps keep going)."""
+    res = ip("netns", "del", ns, check=False)
+    return None if res.returncode == 0 else res.stderr.strip()

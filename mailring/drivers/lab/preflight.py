@@ -1,0 +1,37 @@
+"""What the lab needs from this host before it touches anything: root and the daemons."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from mailring.errors import InputError
+
+# tool -> Debian package that provides it
+TOOLS = {
+    "ip": "iproute2",
+    "unshare": "util-linux",
+    "nsenter": "util-linux",
+    "mount": "mount",
+    "haproxy": "haproxy",
+    "postfix": "postfix",
+    "dovecot": "dovecot-imapd dovecot-pop3d",
+    "nginx": "nginx-light",
+    "ucarp": "ucarp",
+    "nsd": "nsd",
+    "unbound": "unbound",
+    "socat": "socat",
+}
+
+
+def check() -> None:
+    """Raise InputError (exit 2) when not root or a tool is missing; touch nothing."""
+    if os.geteuid() != 0:
+        raise InputError("the lab driver needs root (network, mount and PID namespaces); "
+                         "run as root, e.g. sudo mailring up")
+    missing = sorted({pkg for tool, pkg in TOOLS.items()
+                      if shutil.which(tool, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                                                 "/usr/bin:/sbin:/bin") is None})
+    if missing:
+        raise InputError("the lab needs system tools that are missing; install them with: "
+                         f"apt-get install -y {' '.join(missing)} (scripts/setup.sh installs them all)")

@@ -1,0 +1,96 @@
+"""Wait until a lab is ready: every daemon running, VIPs where the model says.
+
+Readiness is a condition polled with tenacity against a deadline, never a
+sleep; on timeout the error says what was last seen. A daemon that exited
+fails at once, naming the node, the daemon and the last lines of its log.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from mailring.cluster import TransportError
+
+if TYPE_CHECKING:
+    from mailring.drivers.lab.cluster import LabCluster
+
+POLL_S = 0.05
+
+
+class NotReady(Exception):
+    pass
+
+
+class DaemonFailed(RuntimeError):
+    pass
+
+
+def _daemons(cluster: LabCluster, node: str) -> None:
+    try:
+        services = cluster.service_states(node)
+    except TransportError as exc:
+        raise NotReady(f"{node}: init not answering ({exc})") from None
+    for name, st in services.items():
+        if st["exited"] and not st["stopped"]:
+            tail = cluster.log_text(node, name).strip().splitlines()[-6:]
+            raise DaemonFailed(f"{node}: {name} exited with {st['exited']} at start; last log "
+                               f"lines: " + " | ".join(tail))
+
+
+def _vips(cluster: LabCluster) -> None:
+    status = cluster.status()
+    failed = set(status.faults)
+    expected = cluster.topology.expected_owners(failed)
+    wrong = {vip: status.holders.get(vip, []) for vip, owner in expected.items()
+             if status.holders.get(vip, []) != ([owner] if owner else [])}
+    if wrong:
+        seen = ", ".join(f"{vip} held by {held or 'nobody'} (expected {expected[vip]})"
+                         for vip, held in sorted(wrong.items()))
+        raise NotReady(f"VIPs not converged: {seen}")
+
+
+def wait_owners(cluster: LabCluster, deadline_s: float) -> None:
+    """Block until every VIP is held by its owner (the first election at bring-up)."""
+
+    def check() -> None:
+        holders = cluster.status().holders
+        missing = [f"{v.address} ({v.owner}): {holders.get(str(v.address)) or 'nobody'}"
+                   for v in cluster.topology.vips if holders.get(str(v.address)) != [v.owner]]
+        if missing:
+            raise NotReady("VIPs not yet with their owners: " + ", ".join(missing))
+        for node in cluster.topology.nodes:
+            _daemons(cluster, node)
+
+    _poll(check, deadline_s, f"lab {cluster.lab}: first CARP election")
+
+
+def _poll(check, deadline_s: float, what: str) -> None:
+    last = ["nothing checked yet"]
+    try:
+        for attempt in Retrying(stop=stop_after_delay(deadline_s), wait=wait_fixed(POLL_S),
+                                retry=retry_if_exception_type(NotReady), reraise=False):
+            with attempt:
+                try:
+                    check()
+                except NotReady as exc:
+                    last[0] = str(exc)
+                    raise
+    except RetryError:
+        raise TimeoutError(f"{what} after {deadline_s:.0f} s; last seen: {last[0]}") from None
+
+
+def wait_ready(cluster: LabCluster, deadline_s: float = 30.0, nodes: list[str] | None = None) -> None:
+    """Block until daemons run and VIPs match the model, or raise naming what was last seen."""
+    nodes = nodes or [n for n in cluster.topology.nodes if n not in cluster._faults()]
+
+    def check() -> None:
+        for node in nodes:
+            _daemons(cluster, node)
+        _vips(cluster)
+        from mailring.drivers.lab.sweep import sweep_ready
+
+        sweep_ready(cluster)
+
+    _poll(check, deadline_s, f"lab {cluster.lab} not ready")

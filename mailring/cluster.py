@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import importlib
 import shlex
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -141,6 +142,13 @@ class Cluster(abc.ABC):
     @abc.abstractmethod
     def log_text(self, node: str, service: str) -> str:
         """The service's log on node, as the daemon wrote it."""
+
+    def exec_interactive(self, node: str, argv: list[str]) -> int:
+        """Run argv on node with this terminal's stdio; return its exit code."""
+        res = self.run(node, argv, timeout=3600)
+        sys.stdout.write(res.stdout)
+        sys.stderr.write(res.stderr)
+        return res.rc
 
     # shared helpers --------------------------------------------------------
     def check_node(self, node: str) -> None:

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 
+from mailring.cluster import TransportError
 from mailring.errors import InputError
 
 # Each module registers its verbs; imported lazily only through this list.
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"mailring: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (TransportError, TimeoutError) as exc:
+        print(f"mailring: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("mailring: interrupted", file=sys.stderr)
         return 130

@@ -47,7 +47,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
 
 
 def make_tls(topo: Topology, now: dt.datetime | None = None) -> Tls:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     start, end = now - dt.timedelta(days=1), now + dt.timedelta(days=365)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"mailring {topo.name} test CA")])

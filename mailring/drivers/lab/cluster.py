@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -27,7 +26,11 @@ from mailring.errors import InputError
 from mailring.render import render
 from mailring.render.context import MAIL_UID
 
-PROBE = Path(__file__).resolve().parents[2] / "probe.py"
+REPO = Path(__file__).resolve().parents[3]
+PROBE = REPO / "mailring" / "probe.py"
+# Nodes run Debian's own python3 (as a VM runs its own), never the caller's venv,
+# which a node's private /tmp may hide.
+NODE_PYTHON = "/usr/bin/python3"
 
 
 class LabCluster(Cluster):
@@ -124,10 +127,11 @@ class LabCluster(Cluster):
         log = open(disk / "init.log", "ab")  # noqa: SIM115
         subprocess.Popen(
             ["ip", "netns", "exec", names.netns(node), "unshare", "--mount", "--pid", "--uts",
-             "--fork", "--mount-proc", "--propagation", "private", sys.executable, "-m",
+             "--fork", "--mount-proc", "--propagation", "private", NODE_PYTHON, "-m",
              "mailring.drivers.lab.init", str(disk), str(names.bundles / node), str(store),
              str(names.control(node)), *(["--hold", ",".join(hold)] if hold else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO), "LANG": "C.UTF-8"},
         )
         log.close()
 
@@ -164,8 +168,11 @@ class LabCluster(Cluster):
         for pid in _netns_pids(self.names.netns(node)):
             if _nspid(pid) == 1:
                 return pid
+        if self.names.netns(node) not in netns.existing():
+            raise TransportError(f"lab {self.lab} is not up (no namespace {self.names.netns(node)}); "
+                                 f"run: mailring up --lab {self.lab}")
         state = self._faults().get(node, "down")
-        raise TransportError(f"{node} is not running ({state}); boot it first")
+        raise TransportError(f"{node} is not running ({state}); boot it: mailring boot {node}")
 
     def _nsenter(self, node: str, argv: list[str]) -> list[str]:
         return ["nsenter", "-t", str(self._init_pid(node)), "-n", "-m", "-p", "-u", "--", *argv]
@@ -181,11 +188,17 @@ class LabCluster(Cluster):
             raise TransportError(f"{node}: cannot run {argv[0]}: {exc}") from exc
         return Result(list(argv), res.returncode, res.stdout, res.stderr)
 
+    def exec_interactive(self, node: str, argv: list[str]) -> int:
+        try:
+            return subprocess.call(self._nsenter(node, argv))
+        except OSError as exc:
+            raise TransportError(f"{node}: cannot run {argv[0]}: {exc}") from exc
+
     def start(self, node: str, argv: list[str]) -> Running:
         return _LabRunning(argv, self._nsenter(node, argv))
 
     def probe_argv(self) -> list[str]:
-        return [sys.executable, str(PROBE)]
+        return [NODE_PYTHON, str(PROBE)]
 
     # -- faults ---------------------------------------------------------------
     def crash(self, node: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 
 from mailring.errors import InputError
 
@@ -22,6 +23,8 @@ TOOLS = {
     "unbound": "unbound",
     "socat": "socat",
 }
+# modules the nodes' own python3 needs (the node init and the client's probe)
+NODE_MODULES = {"yaml": "python3-yaml", "dns": "python3-dnspython"}
 
 
 def check() -> None:
@@ -32,6 +35,10 @@ def check() -> None:
     missing = sorted({pkg for tool, pkg in TOOLS.items()
                       if shutil.which(tool, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:"
                                                  "/usr/bin:/sbin:/bin") is None})
+    for module, pkg in NODE_MODULES.items():
+        found = subprocess.run(["/usr/bin/python3", "-c", f"import {module}"], capture_output=True)
+        if found.returncode != 0:
+            missing.append(pkg)
     if missing:
         raise InputError("the lab needs system tools that are missing; install them with: "
                          f"apt-get install -y {' '.join(missing)} (scripts/setup.sh installs them all)")

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from mailring.checks.sweep import sweep
+from mailring.client import Client
 from mailring.cluster import TransportError
 
 if TYPE_CHECKING:
@@ -85,12 +87,16 @@ def wait_ready(cluster: LabCluster, deadline_s: float = 30.0, nodes: list[str] |
     """Block until daemons run and VIPs match the model, or raise naming what was last seen."""
     nodes = nodes or [n for n in cluster.topology.nodes if n not in cluster._faults()]
 
+    client = Client(cluster)
+    failed = set(cluster._faults())
+
     def check() -> None:
         for node in nodes:
             _daemons(cluster, node)
         _vips(cluster)
-        from mailring.drivers.lab.sweep import sweep_ready
-
-        sweep_ready(cluster)
+        problems = sweep(client, cluster.topology, cluster.topology.expected_owners(failed))
+        if problems:
+            raise NotReady(f"{len(problems)} VIP services not answering from their owner: "
+                           + "; ".join(problems[:4]))
 
     _poll(check, deadline_s, f"lab {cluster.lab} not ready")

@@ -1,0 +1,3 @@
+"""Loads the mailring pytest plugin (options, markers, fixtures)."""
+
+pytest_plugins = ["mailring.pytest_plugin"]

@@ -1,0 +1,197 @@
+"""Host-side wrapper that runs mailring/probe.py on the client node.
+
+Tests see the cluster the way a mail client does only through this module:
+every request is a JSON object handed to ``probe.py`` on the topology's
+client node via ``Cluster.run`` / ``Cluster.start``. The host itself never
+opens a socket to the cluster. A probe that could not run, or answered with
+anything but its JSON, raises ``ProbeError``; a service that failed is a
+normal result with ``"ok": false``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mailring.cluster import Cluster, Running
+
+Host = str | IPv4Address
+
+
+class ProbeError(RuntimeError):
+    """probe.py did not run, exited non-zero, or printed something other than its JSON."""
+
+    def __init__(self, node: str, kind: str, rc: int | None, stderr: str, problem: str) -> None:
+        self.node, self.kind, self.rc, self.stderr = node, kind, rc, stderr
+        tail = " | ".join(stderr.strip().splitlines()[-5:]) or "(no stderr)"
+        super().__init__(f"probe {kind!r} on {node}: {problem} (rc={rc}); stderr: {tail}")
+
+
+@dataclass(frozen=True)
+class Op:
+    """One timeline attempt, at the client: invoke time ``t``, completion ``end`` (epoch s)."""
+
+    t: float
+    end: float
+    target: str
+    type: str  # ok | fail
+    error: str | None = None
+    banner: str | None = None
+    local_port: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.type == "ok"
+
+
+def target(host: Host, port: int, protocol: str, name: str | None = None,
+           tls: bool = False, **extra: Any) -> dict[str, Any]:
+    """A timeline target; the default name is ``protocol@host:port``."""
+    return {"name": name or f"{protocol}@{host}:{port}", "host": str(host), "port": port,
+            "protocol": protocol, "tls": tls, **extra}
+
+
+def parse_timeline(node: str, stdout: str, stderr: str = "", rc: int | None = 0) -> list[Op]:
+    """The Ops of a timeline's JSON lines; raises unless the probe ended with its done line."""
+    if rc != 0:
+        raise ProbeError(node, "timeline", rc, stderr, "timeline probe failed")
+    ops: list[Op] = []
+    done: dict[str, Any] | None = None
+    for n, line in enumerate(stdout.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if obj.get("done"):
+                done = obj
+                continue
+            ops.append(Op(t=float(obj["t"]), end=float(obj["end"]), target=str(obj["target"]),
+                          type=str(obj["type"]), error=obj.get("error"),
+                          banner=obj.get("banner"), local_port=obj.get("local_port")))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ProbeError(node, "timeline", rc, stderr,
+                             f"line {n} is not a timeline record ({e}): {line[:200]!r}") from None
+    if done is None:
+        raise ProbeError(node, "timeline", rc, stderr, "the probe ended without its done line")
+    if done.get("attempts") != len(ops):
+        raise ProbeError(node, "timeline", rc, stderr,
+                         f"done line counts {done.get('attempts')} attempts, got {len(ops)} lines")
+    return ops
+
+
+class Timeline:
+    """A running timeline probe; ``stop()`` ends it and returns every attempt as an ``Op``."""
+
+    def __init__(self, running: Running, node: str, targets: list[dict[str, Any]],
+                 timeout: float) -> None:
+        self.running, self.node, self.targets = running, node, targets
+        self._stop_timeout = 3 * timeout + 15
+        self.ops: list[Op] | None = None
+
+    def stop(self) -> list[Op]:
+        """Close the probe's stdin, wait for it and parse its lines (idempotent)."""
+        if self.ops is None:
+            res = self.running.stop(timeout=self._stop_timeout)
+            self.ops = parse_timeline(self.node, res.stdout, res.stderr, res.rc)
+        return self.ops
+
+    def __enter__(self) -> Timeline:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.stop()
+            return
+        try:  # the test already failed: stop the probe, keep the original error
+            self.stop()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class Client:
+    """Runs probe requests on the cluster's client node."""
+
+    def __init__(self, cluster: Cluster, timeout: float = 30.0) -> None:
+        self.cluster = cluster
+        self.timeout = timeout
+
+    @property
+    def node(self) -> str:
+        return self.cluster.topology.client.name
+
+    def request(self, req: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Run one probe request on the client node and return its JSON result."""
+        kind = str(req.get("kind"))
+        if timeout is None:  # the probe bounds itself; leave room for the transport
+            per_try = float(req.get("timeout") or 5)
+            timeout = self.timeout + per_try * max(1, int(req.get("count") or 1))
+        argv = self.cluster.probe_argv() + [json.dumps(req)]
+        res = self.cluster.run(self.node, argv, timeout=timeout)
+        if res.rc != 0:
+            raise ProbeError(self.node, kind, res.rc, res.stderr or res.stdout,
+                             "probe exited non-zero")
+        try:
+            out = json.loads(res.stdout)
+        except ValueError:
+            out = None
+        if not isinstance(out, dict):
+            raise ProbeError(self.node, kind, res.rc, res.stderr,
+                             f"stdout is not one JSON object: {res.stdout[:300]!r}")
+        return out
+
+    # convenience -----------------------------------------------------------
+    def dns(self, name: str, server: Host | None = None, port: int | None = None, count: int = 1,
+            rdtype: str = "A", timeout: float = 3.0) -> dict[str, Any]:
+        req: dict[str, Any] = {"kind": "dns", "name": name, "rdtype": rdtype, "count": count,
+                               "timeout": timeout}
+        if server is not None:
+            req["server"] = str(server)
+        if port is not None:
+            req["port"] = port
+        return self.request(req)
+
+    def smtp(self, host: Host, port: int, **kw: Any) -> dict[str, Any]:
+        """kw: ehlo, starttls, tls_name, login={user,password}, send={...}, timeout, source."""
+        return self.request({"kind": "smtp", "host": str(host), "port": port, **kw})
+
+    def send_mail(self, host: Host, port: int, sender: str, rcpt: str, subject: str, body: str,
+                  **kw: Any) -> dict[str, Any]:
+        send = {"from": sender, "to": rcpt, "subject": subject, "body": body}
+        return self.smtp(host, port, send=send, **kw)
+
+    def pop3(self, host: Host, port: int, user: str, password: str, tls: bool = False,
+             **kw: Any) -> dict[str, Any]:
+        return self.request({"kind": "pop3", "host": str(host), "port": port, "user": user,
+                             "password": password, "tls": tls, **kw})
+
+    def imap(self, host: Host, port: int, user: str, password: str, tls: bool = False,
+             search_subject: str | None = None, **kw: Any) -> dict[str, Any]:
+        return self.request({"kind": "imap", "host": str(host), "port": port, "user": user,
+                             "password": password, "tls": tls, "search_subject": search_subject,
+                             **kw})
+
+    def http(self, host: Host, port: int, path: str = "/", tls: bool = False,
+             **kw: Any) -> dict[str, Any]:
+        return self.request({"kind": "http", "host": str(host), "port": port, "path": path,
+                             "tls": tls, **kw})
+
+    def banner(self, host: Host, port: int, protocol: str, tls: bool = False,
+               **kw: Any) -> dict[str, Any]:
+        return self.request({"kind": "banner", "host": str(host), "port": port,
+                             "protocol": protocol, "tls": tls, **kw})
+
+    def timeline(self, targets: list[dict[str, Any]], hz: float = 20, max_seconds: float = 60,
+                 timeout: float = 0.5) -> Timeline:
+        """Start sampling ``targets`` (see ``target()``) at ``hz``; stop() returns the Ops."""
+        targets = [dict(t, host=str(t["host"])) for t in targets]
+        for t in targets:
+            t.setdefault("name", f"{t['protocol']}@{t['host']}:{t['port']}")
+        req = {"kind": "timeline", "targets": targets, "hz": hz, "max_seconds": max_seconds,
+               "timeout": timeout}
+        running = self.cluster.start(self.node, self.cluster.probe_argv() + [json.dumps(req)])
+        return Timeline(running, self.node, targets, timeout)

@@ -1,0 +1,458 @@
+"""The client's point of view: one standalone probe run ON the client node.
+
+Invoked as ``python3 probe.py '<json request>'``; prints one JSON object (or,
+for ``timeline``, JSON lines). Exit 0 whenever the request was understood, even
+when the probed service failed (``{"ok": false, "error": ...}``); exit 2 only
+for a malformed request. It is copied to FreeBSD VMs and run in lab namespaces,
+so it imports only the stdlib (and dnspython, lazily, for ``dns``) and never
+anything from ``mailring``. Every network call has a timeout.
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.utils
+import http.client
+import imaplib
+import json
+import os
+import poplib
+import re
+import signal
+import smtplib
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+BANNER_OK = {"smtp": re.compile(r"220(?:[ -]|$)"), "pop3": re.compile(r"\+OK"),
+             "imap": re.compile(r"\* OK"), "http": re.compile(r"HTTP/1\.[01] 200\b")}
+QUIT = {"smtp": b"QUIT\r\n", "pop3": b"QUIT\r\n", "imap": b"z LOGOUT\r\n"}
+MAX_TARGETS, MAX_HZ, MAX_SECONDS, MAX_COUNT = 64, 200.0, 3600.0, 1000
+MAX_SWEEP = 1024
+
+
+class BadRequest(ValueError):
+    """The request itself is malformed (exit 2)."""
+
+
+def err(e: BaseException) -> str:
+    return type(e).__name__ + ": " + str(e)
+
+
+def need(req: dict, key: str, kind: type | tuple, default: Any = ...) -> Any:
+    if key not in req or req[key] is None:
+        if default is ...:
+            raise BadRequest(f"field {key!r} is required")
+        return default
+    value = req[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise BadRequest(f"field {key!r} has the wrong type: {value!r}")
+    return value
+
+
+def endpoint(req: dict) -> tuple[str, int, float]:
+    port = need(req, "port", int)
+    if not 0 < port < 65536:
+        raise BadRequest(f"port {port} out of range")
+    timeout = float(need(req, "timeout", (int, float), 5.0))
+    if not 0 < timeout <= MAX_SECONDS:
+        raise BadRequest(f"timeout {timeout} out of range")
+    return need(req, "host", str), port, timeout
+
+
+def no_source(req: dict) -> None:
+    if req.get("source"):
+        raise BadRequest(f"{req.get('kind')}: source is supported for smtp, http and banner only")
+
+
+def source_of(req: dict) -> tuple[str, int] | None:
+    src = need(req, "source", str, None)
+    return (src, 0) if src else None
+
+
+_CONTEXTS: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
+
+
+def tls_context(req: dict) -> ssl.SSLContext:
+    """System trust store; the name verified is ``tls_name`` (if given), else the host."""
+    key = (need(req, "cafile", str, None), need(req, "tls_name", str, None))
+    if key not in _CONTEXTS:  # loading the trust store is slow; a timeline reuses it
+        _CONTEXTS[key] = _new_context(*key)
+    return _CONTEXTS[key]
+
+
+def _new_context(cafile: str | None, name: str | None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=cafile)
+    if name:
+        wrap = ctx.wrap_socket
+
+        def wrap_named(sock: socket.socket, *a: Any, server_hostname: Any = None, **kw: Any) -> Any:
+            return wrap(sock, *a, server_hostname=name, **kw)
+
+        ctx.wrap_socket = wrap_named  # type: ignore[method-assign]
+    return ctx
+
+
+def port_of(sock: Any) -> int | None:
+    try:
+        return sock.getsockname()[1]
+    except (OSError, AttributeError):
+        return None
+
+
+def text(b: bytes | str) -> str:
+    return b.decode("utf-8", "replace") if isinstance(b, bytes) else b
+
+
+# --- kinds ---------------------------------------------------------------
+def probe_dns(req: dict, out: dict) -> None:
+    import dns.resolver
+
+    name, rdtype = need(req, "name", str), need(req, "rdtype", str, "A")
+    count = need(req, "count", int, 1)
+    if not 0 < count <= MAX_COUNT:
+        raise BadRequest(f"count must be 1..{MAX_COUNT}")
+    server, timeout = need(req, "server", str, None), float(need(req, "timeout", (int, float), 3.0))
+    res = dns.resolver.Resolver(configure=server is None)  # no server: /etc/resolv.conf
+    if server:
+        res.nameservers, res.port = [server], need(req, "port", int, 53)
+    res.cache, res.timeout, res.lifetime = None, timeout, timeout
+    out["server"] = server or (res.nameservers[0] if res.nameservers else None)
+    answers: list[dict] = []
+    for _ in range(count):
+        entry: dict[str, Any] = {"addresses": [], "ttl": None}
+        began = time.monotonic()
+        try:
+            ans = res.resolve(name, rdtype, search=False, raise_on_no_answer=False)
+            if ans.rrset is not None:
+                entry["ttl"] = ans.rrset.ttl
+                entry["addresses"] = [getattr(r, "address", None) or r.to_text() for r in ans.rrset]
+            if not entry["addresses"]:
+                entry["error"] = f"empty answer for {name} {rdtype}"
+        except Exception as e:  # noqa: BLE001 - every failure is reported as text
+            entry["error"] = err(e)
+        entry["elapsed"] = round(time.monotonic() - began, 6)
+        answers.append(entry)
+    out["answers"] = answers
+    errors = [a["error"] for a in answers if "error" in a]
+    out["ok"] = not errors
+    if errors:
+        out["error"] = errors[0]
+
+
+def probe_smtp(req: dict, out: dict) -> None:
+    host, port, timeout = endpoint(req)
+    smtp = smtplib.SMTP(timeout=timeout, source_address=source_of(req))
+    try:
+        code, msg = smtp.connect(host, port)
+        out.update(local_port=port_of(smtp.sock), banner_code=code, banner=text(msg))
+        if code != 220:
+            raise smtplib.SMTPConnectError(code, msg)
+        ehlo = need(req, "ehlo", str, "client.invalid")
+        code, msg = smtp.ehlo(ehlo)
+        if need(req, "starttls", bool, False):
+            out["starttls_code"] = smtp.starttls(context=tls_context(req))[0]
+            code, msg = smtp.ehlo(ehlo)
+            out["tls_version"] = smtp.sock.version()
+        out.update(ehlo_code=code, features=text(msg).splitlines()[1:])
+        login = need(req, "login", dict, None)
+        if login:
+            out["login_ok"] = False
+            smtp.login(need(login, "user", str), need(login, "password", str))
+            out["login_ok"] = True
+        send = need(req, "send", dict, None)
+        if send:
+            mail = email.message.EmailMessage()
+            mail["From"], mail["To"] = need(send, "from", str), need(send, "to", str)
+            mail["Subject"] = need(send, "subject", str, "mailring probe")
+            mail["Date"], mail["Message-ID"] = email.utils.formatdate(), email.utils.make_msgid()
+            mail.set_content(need(send, "body", str, "probe\n"))
+            for step, command in (("mail", smtp.mail), ("rcpt", smtp.rcpt)):
+                c, m = command(send["from"] if step == "mail" else send["to"])
+                out[step + "_code"] = c
+                if c >= 400:
+                    raise smtplib.SMTPResponseException(c, m)
+            code, msg = smtp.data(mail.as_bytes())
+            out.update(data_code=code, data_reply=text(msg), message_id=mail["Message-ID"])
+            found = re.search(r"queued as ([0-9A-Za-z]+)", out["data_reply"])
+            out["queue_id"] = found.group(1) if found else None
+        out["ok"] = out["ehlo_code"] == 250 and (not send or out["data_code"] == 250)
+    finally:
+        try:
+            smtp.quit()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            smtp.close()
+
+
+def probe_pop3(req: dict, out: dict) -> None:
+    host, port, timeout = endpoint(req)
+    no_source(req)
+    if need(req, "tls", bool, False):
+        pop: poplib.POP3 = poplib.POP3_SSL(host, port, timeout=timeout, context=tls_context(req))
+    else:
+        pop = poplib.POP3(host, port, timeout=timeout)
+    try:
+        out.update(local_port=port_of(pop.sock), banner=text(pop.getwelcome()), login_ok=False)
+        out["tls_version"] = getattr(pop.sock, "version", lambda: None)()
+        pop.user(need(req, "user", str))
+        pop.pass_(need(req, "password", str))
+        out["login_ok"] = True
+        out["count"], out["size"] = pop.stat()
+        out["ok"] = True
+    finally:
+        try:
+            pop.quit()
+        except Exception:  # noqa: BLE001
+            pop.close()
+
+
+def imap_quote(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def probe_imap(req: dict, out: dict) -> None:
+    host, port, timeout = endpoint(req)
+    no_source(req)
+    if need(req, "tls", bool, False):
+        imap: imaplib.IMAP4 = imaplib.IMAP4_SSL(host, port, ssl_context=tls_context(req),
+                                                timeout=timeout)
+    else:
+        imap = imaplib.IMAP4(host, port, timeout=timeout)
+    try:
+        out.update(local_port=port_of(imap.sock), banner=text(imap.welcome), login_ok=False)
+        out["tls_version"] = getattr(imap.sock, "version", lambda: None)()
+        imap.login(need(req, "user", str), need(req, "password", str))
+        out["login_ok"] = True
+        typ, data = imap.select("INBOX", readonly=True)
+        if typ != "OK":
+            raise imaplib.IMAP4.error(f"SELECT INBOX: {typ} {data!r}")
+        out["exists"] = int(text(data[0] or b"0"))
+        subject = need(req, "search_subject", str, None)
+        if subject is not None:
+            typ, data = imap.search(None, "SUBJECT", imap_quote(subject))
+            if typ != "OK":
+                raise imaplib.IMAP4.error(f"SEARCH: {typ} {data!r}")
+            ids = text(data[0] or b"").split()
+            out.update(found=bool(ids), matches=len(ids))
+        out["ok"] = True
+    finally:
+        try:
+            imap.logout()
+        except Exception:  # noqa: BLE001
+            imap.shutdown()
+
+
+def probe_http(req: dict, out: dict) -> None:
+    host, port, timeout = endpoint(req)
+    kw: dict[str, Any] = {"timeout": timeout, "source_address": source_of(req)}
+    if need(req, "tls", bool, False):
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            host, port, context=tls_context(req), **kw)
+    else:
+        conn = http.client.HTTPConnection(host, port, **kw)
+    try:
+        conn.connect()
+        out["local_port"] = port_of(conn.sock)
+        headers = {"Host": need(req, "tls_name", str, host), "Connection": "close"}
+        conn.request("GET", need(req, "path", str, "/"), headers=headers)
+        resp = conn.getresponse()
+        body = resp.read(65536)
+        out.update(status=resp.status, reason=resp.reason, body=text(body)[:2000],
+                   headers={k.lower(): v[:500] for k, v in list(resp.getheaders())[:50]})
+        out["ok"] = 200 <= resp.status < 400
+    finally:
+        conn.close()
+
+
+def read_line(sock: socket.socket, deadline: float) -> bytes:
+    """Bytes up to the first newline (at most 1 KiB), all before ``deadline``."""
+    line = b""
+    while b"\n" not in line and len(line) < 1024:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out reading the banner")
+        sock.settimeout(left)
+        chunk = sock.recv(1024)
+        if not chunk:
+            break
+        line += chunk
+    return line
+
+
+def banner_once(t: dict) -> dict:
+    """Connect, read the first line, classify it; a network failure is a result, never raised."""
+    host, port, timeout = endpoint(t)
+    protocol = need(t, "protocol", str)
+    if protocol not in BANNER_OK:
+        raise BadRequest(f"protocol must be one of {sorted(BANNER_OK)}, not {protocol!r}")
+    out: dict[str, Any] = {"ok": False}
+    deadline = time.monotonic() + timeout
+    sock: Any = None
+    try:
+        sock = socket.create_connection((host, port), timeout, source_of(t))
+        out["local_port"] = port_of(sock)
+        if need(t, "tls", bool, False):
+            sock = tls_context(t).wrap_socket(sock, server_hostname=host)
+        if protocol == "http":
+            name = need(t, "tls_name", str, host)
+            sock.sendall(f"GET / HTTP/1.0\r\nHost: {name}\r\n\r\n".encode())
+        line = read_line(sock, deadline)
+        out["banner"] = first = text(line.split(b"\n", 1)[0]).rstrip("\r")
+        if BANNER_OK[protocol].match(first):
+            out["ok"] = True
+        else:
+            out["error"] = f"unexpected {protocol} banner: {first!r}" if line else "no banner"
+        if line and protocol in QUIT:
+            sock.sendall(QUIT[protocol])  # polite close; the reply is not awaited
+    except Exception as e:  # noqa: BLE001
+        if not out["ok"]:
+            out["error"] = out.get("error") or err(e)
+    finally:
+        if sock is not None:
+            sock.close()
+    return out
+
+
+def probe_banner(req: dict, out: dict) -> None:
+    out.update(banner_once(req))
+
+
+def probe_sweep(req: dict, out: dict) -> None:
+    """One banner probe per target, all at once: {"targets": [{name, host, port, protocol, ...}]}."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    targets = need(req, "targets", list)
+    if not targets or len(targets) > MAX_SWEEP or not all(isinstance(t, dict) for t in targets):
+        raise BadRequest(f"targets must be 1..{MAX_SWEEP} objects")
+    for t in targets:
+        need(t, "name", str)
+        endpoint(t)
+    with ThreadPoolExecutor(max_workers=min(32, len(targets))) as pool:
+        results = list(pool.map(banner_once, targets))
+    out["results"] = {t["name"]: r for t, r in zip(targets, results, strict=True)}
+    out["ok"] = all(r["ok"] for r in results)
+
+
+# --- timeline ------------------------------------------------------------
+def timeline(req: dict) -> int:
+    targets = need(req, "targets", list)
+    if not targets or len(targets) > MAX_TARGETS or not all(isinstance(t, dict) for t in targets):
+        raise BadRequest(f"targets must be 1..{MAX_TARGETS} objects")
+    hz = min(float(need(req, "hz", (int, float), 20)), MAX_HZ)
+    limit = min(float(need(req, "max_seconds", (int, float), 60)), MAX_SECONDS)
+    timeout = float(need(req, "timeout", (int, float), 0.5))
+    if hz <= 0:
+        raise BadRequest("hz must be > 0")
+    specs = [dict(t, timeout=t.get("timeout", timeout)) for t in targets]
+    for spec in specs:  # validate everything before the first line is written
+        need(spec, "name", str)
+        endpoint(spec)
+        if spec.get("protocol") not in BANNER_OK:
+            raise BadRequest(f"target {spec['name']}: bad protocol {spec.get('protocol')!r}")
+    if len({s["name"] for s in specs}) != len(specs):
+        raise BadRequest("target names must be unique")
+    longest = max(float(s["timeout"]) for s in specs)
+    stop, lock, attempts, closed = threading.Event(), threading.Lock(), [0], [False]
+
+    def emit(obj: dict) -> None:
+        with lock:
+            if closed[0]:
+                return
+            try:
+                sys.stdout.write(json.dumps(obj) + "\n")
+                sys.stdout.flush()
+                attempts[0] += 1
+            except (OSError, ValueError):
+                stop.set()
+
+    def sample(spec: dict) -> None:
+        start = time.monotonic()
+        k = 0
+        while not stop.is_set():
+            t0 = time.time()
+            res = banner_once(spec)
+            line = {"t": t0, "end": time.time(), "target": spec["name"],
+                    "type": "ok" if res["ok"] else "fail", "local_port": res.get("local_port")}
+            if res["ok"]:
+                line["banner"] = res.get("banner", "")[:120]
+            else:
+                line["error"] = res.get("error", "")
+            emit(line)
+            k = max(k + 1, int((time.monotonic() - start) * hz) + 1)  # late: skip, never burst
+            stop.wait(max(0.0, start + k / hz - time.monotonic()))
+
+    def watch_stdin() -> None:
+        # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader
+        # holds its lock and aborts the interpreter at exit.
+        try:
+            while os.read(0, 4096):
+                pass
+        except OSError:
+            pass
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if need(req, "watch_stdin", bool, True):
+        threading.Thread(target=watch_stdin, daemon=True).start()
+    workers = [threading.Thread(target=sample, args=(s,), daemon=True) for s in specs]
+    for w in workers:
+        w.start()
+    stop.wait(limit)
+    stop.set()
+    for w in workers:
+        w.join(longest * 3 + 5)
+    with lock:
+        closed[0] = True  # a straggler still running after join() writes nothing more
+        try:
+            sys.stdout.write(json.dumps({"done": True, "attempts": attempts[0]}) + "\n")
+            sys.stdout.flush()
+        except OSError:
+            pass  # the reader is gone: nobody is left to tell
+    return 0
+
+
+KINDS: dict[str, Callable[[dict, dict], None]] = {
+    "dns": probe_dns, "smtp": probe_smtp, "pop3": probe_pop3, "imap": probe_imap,
+    "http": probe_http, "banner": probe_banner, "sweep": probe_sweep,
+}
+
+
+def main(argv: list[str]) -> int:
+    try:
+        if len(argv) != 2:
+            raise BadRequest("usage: probe.py '<json request>'")
+        try:
+            req = json.loads(argv[1])
+        except ValueError as e:
+            raise BadRequest(f"request is not JSON: {e}") from None
+        if not isinstance(req, dict):
+            raise BadRequest("request must be a JSON object")
+        kind = req.get("kind")
+        if kind == "timeline":
+            return timeline(req)
+        if kind not in KINDS:
+            raise BadRequest(f"unknown kind {kind!r}; use timeline or one of {sorted(KINDS)}")
+        out: dict[str, Any] = {"kind": kind, "ok": False}
+        start = time.monotonic()
+        try:
+            KINDS[kind](req, out)
+        except BadRequest:
+            raise
+        except Exception as e:  # noqa: BLE001 - a failed service is a result, not a crash
+            out["ok"], out["error"] = False, err(e)
+        out["elapsed"] = round(time.monotonic() - start, 6)
+        print(json.dumps(out))
+        return 0
+    except BadRequest as e:
+        print(json.dumps({"ok": False, "error": "bad request: " + str(e)}))
+        print(f"probe.py: bad request: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

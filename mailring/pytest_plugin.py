@@ -1,0 +1,106 @@
+"""mailring's pytest plugin: options, markers and the fixtures tests use.
+
+Tests never import a driver: they get ``topology``, ``cluster`` (one per
+session, or per xdist worker, brought up once and always taken down at the
+end unless --keep-cluster), ``client`` (probes from client01's point of
+view) and, for destructive tests, ``nemesis`` (faults healed at teardown).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from mailring.cluster import DEFAULT_DRIVER, DEFAULT_LAB, DRIVERS, Cluster, open_cluster
+from mailring.errors import InputError
+from mailring.topology import DEFAULT_TOPOLOGY, Topology, load
+
+MARKERS = (
+    "destructive: the test injects faults; it gets a nemesis that heals them at teardown",
+    "lab_only(reason): runs only on the lab driver; the reason says why",
+    "vagrant_only(reason): runs only on the vagrant driver; the reason says why",
+)
+
+
+def _driver(value: str) -> str:
+    if value not in DRIVERS:
+        raise pytest.UsageError(f"--driver {value!r}: use one of {', '.join(sorted(DRIVERS))}")
+    return value
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mailring", "mailring cluster suite")
+    group.addoption("--driver", dest="mailring_driver", type=_driver,
+                    default=os.environ.get("MAILRING_DRIVER", DEFAULT_DRIVER),
+                    help="cluster driver: lab (namespaces on this host) or vagrant (FreeBSD VMs); "
+                         "env MAILRING_DRIVER")
+    group.addoption("--lab", dest="mailring_lab", default=os.environ.get("MAILRING_LAB", DEFAULT_LAB),
+                    help="lab name; each xdist worker appends -<worker id>; env MAILRING_LAB")
+    group.addoption("--topology", dest="mailring_topology",
+                    default=os.environ.get("MAILRING_TOPOLOGY", str(DEFAULT_TOPOLOGY)),
+                    help="topology file the cluster is built from")
+    group.addoption("--keep-cluster", dest="mailring_keep", action="store_true",
+                    help="leave the cluster running after the session (for debugging)")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    driver = config.getoption("mailring_driver")
+    for item in items:
+        for name, wanted in (("lab_only", "lab"), ("vagrant_only", "vagrant")):
+            mark = item.get_closest_marker(name)
+            if mark is not None and driver != wanted:
+                reason = mark.args[0] if mark.args else mark.kwargs.get("reason", "")
+                item.add_marker(pytest.mark.skip(reason=f"{name} ({driver} driver): {reason}"))
+
+
+def lab_name(config: pytest.Config) -> str:
+    """The session's lab name: --lab, plus the xdist worker id so workers never share a lab."""
+    base = config.getoption("mailring_lab")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return f"{base}-{worker}" if worker else base
+
+
+@pytest.fixture(scope="session")
+def topology(pytestconfig: pytest.Config) -> Topology:
+    """The cluster's topology, loaded and checked once per session."""
+    try:
+        return load(pytestconfig.getoption("mailring_topology"))
+    except InputError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.fixture(scope="session")
+def cluster(pytestconfig: pytest.Config, topology: Topology) -> Iterator[Cluster]:
+    """The running cluster: up once for the session, always down at the end (unless --keep-cluster)."""
+    driver = pytestconfig.getoption("mailring_driver")
+    if driver == "lab" and os.geteuid() != 0:
+        pytest.skip("the lab driver needs root (network, mount and PID namespaces); run as root")
+    c = open_cluster(topology, driver=driver, lab=lab_name(pytestconfig))
+    try:
+        c.up()
+    except InputError as exc:
+        pytest.exit(f"mailring: {exc}", returncode=2)
+    try:
+        yield c
+    finally:
+        from mailring.report import collect_logs
+
+        collect_logs(pytestconfig, c)
+        if not pytestconfig.getoption("mailring_keep"):
+            c.down()
+
+
+@pytest.fixture(scope="session")
+def client(cluster: Cluster):
+    """Probes from the client host's point of view (its address, its resolver)."""
+    from mailring.client import Client
+
+    return Client(cluster)

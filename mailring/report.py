@@ -1,0 +1,63 @@
+"""The run folder: ``runs/<timestamp>/`` with node logs and outage figures, ``runs/latest``.
+
+One folder per pytest session (shared by xdist workers through the
+controller's timestamp), written atomically, so a failed night's run can be
+read the next morning after the cluster is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pytest
+
+    from mailring.cluster import Cluster
+
+RUNS = Path(__file__).resolve().parents[1] / "runs"
+LOGGED = ("postfix", "dovecot", "haproxy", "carp", "carp-backup", "webmail", "dns")
+
+
+def run_dir(config: pytest.Config) -> Path:
+    """This session's run folder, created on first use, with runs/latest pointing at it."""
+    cached = getattr(config, "_mailring_run_dir", None)
+    if cached is not None:
+        return cached
+    stamp = os.environ.get("MAILRING_RUN_STAMP") or time.strftime("%Y%m%d-%H%M%S")
+    os.environ["MAILRING_RUN_STAMP"] = stamp  # xdist workers inherit the controller's
+    folder = RUNS / stamp
+    folder.mkdir(parents=True, exist_ok=True)
+    latest = RUNS / "latest"
+    tmp = RUNS / f".latest-{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(stamp)
+        tmp.replace(latest)
+    except OSError:
+        pass
+    config._mailring_run_dir = folder  # type: ignore[attr-defined]
+    return folder
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
+
+
+def collect_logs(config: pytest.Config, cluster: Cluster) -> None:
+    """Copy every node's daemon logs into the run folder before the cluster goes away."""
+    folder = run_dir(config) / "logs" / cluster.lab
+    for node in cluster.topology.nodes:
+        for service in LOGGED:
+            try:
+                text = cluster.log_text(node, service)
+            except Exception:  # a crashed VM: keep what the others have
+                continue
+            if text:
+                (folder / node).mkdir(parents=True, exist_ok=True)
+                (folder / node / f"{service}.log").write_text(text)

@@ -61,6 +61,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=f"{name} ({driver} driver): {reason}"))
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``vip`` and ``mail_node`` from the topology, so tests name none themselves."""
+    wanted = [f for f in ("vip", "mail_node") if f in metafunc.fixturenames]
+    if not wanted:
+        return
+    try:
+        topo = load(metafunc.config.getoption("mailring_topology"))
+    except InputError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if "vip" in wanted:
+        metafunc.parametrize("vip", [str(v.address) for v in topo.vips])
+    if "mail_node" in wanted:
+        metafunc.parametrize("mail_node", [n.name for n in topo.mail_nodes])
+
+
 def lab_name(config: pytest.Config) -> str:
     """The session's lab name: --lab, plus the xdist worker id so workers never share a lab."""
     base = config.getoption("mailring_lab")

@@ -23,7 +23,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     topo = topology_of(argparse.Namespace(topology=path))
     out = Console()
     mail = len(topo.mail_nodes)
-    out.print(f"{path}: ok: {len(topo.nodes)} nodes ({mail} mail, {len(topo.nodes) - mail} client), "
+    print(f"{path}: ok: {len(topo.nodes)} nodes ({mail} mail, {len(topo.nodes) - mail} client), "
               f"{len(topo.vips)} VIPs, {len(topo.dns.names)} DNS names in {topo.dns.zone}, "
               f"proxy_protocol {'on' if topo.proxy_protocol else 'off'}")
     table = Table("VIP", "vhid", "owner", "backups (advskew)", title="CARP ring")
@@ -31,7 +31,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         table.add_row(str(v.address), str(v.vhid), v.owner,
                       ", ".join(f"{n} ({s})" for n, s in v.backups))
     out.print(table)
-    out.print("DNS: " + ", ".join(f"{n} ({len(topo.dns.records[n])} A, TTL {topo.dns.ttl})"
+    print("DNS: " + ", ".join(f"{n} ({len(topo.dns.records[n])} A, TTL {topo.dns.ttl})"
                                   for n in topo.dns.names))
     return 0
 

@@ -58,11 +58,14 @@ def _read(path: Path) -> tuple[TopologyFile | None, list[str]]:
     except ValidationError as exc:
         msgs = []
         for err in exc.errors():
+            loc = err["loc"]
             got = f" (got {err['input']!r})" if err["type"] != "missing" else ""
             fix = "add it" if err["type"] == "missing" else "fix the value"
             if err["type"] == "extra_forbidden":
                 fix = "remove it or fix its spelling"
-            msgs.append(f"{where}: {_loc(err['loc'])}: {err['msg']}{got}; {fix}")
+            if loc and loc[-1] == "[key]":  # a mapping key that is not allowed (a service name)
+                loc, got, fix = loc[:-1], "", "rename it"
+            msgs.append(f"{where}: {_loc(loc)}: {err['msg']}{got}; {fix}")
         return None, sorted(set(msgs), key=msgs.index)
 
 

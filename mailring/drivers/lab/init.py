@@ -3,8 +3,8 @@
 Started by the driver as ``ip netns exec <ns> unshare --mount --pid --uts
 --fork --mount-proc python -m mailring.drivers.lab.init <disk> <bundle>
 <store> <control>``. It overlays the node's writable layers on /etc and /var
-(the rendered bundle is the upper /etc), puts fresh tmpfs on /run and /tmp as
-a boot would, mounts the shared mail store, sets the hostname, then starts
+(the rendered bundle is the upper /etc), puts a fresh tmpfs on /run as a boot
+would, mounts the shared mail store, sets the hostname, then starts
 every service of ``/etc/mailring/services.yaml`` (but those named by ``--hold``, which wait
 for a start request) in its own process group,
 output to ``/var/log/<service>.log``. A JSON-lines control socket lets the
@@ -35,6 +35,9 @@ def sh(*argv: str) -> None:
 
 
 def mount_layers(disk: Path, bundle: Path, store: Path, hostname: str) -> None:
+    """The node's own filesystem. Host paths (store, repo) are opened before the overlays,
+    so a checkout under /var still works."""
+    store_fd = os.open(store, os.O_PATH | os.O_DIRECTORY) if store.is_dir() else None
     for top in ("etc", "var"):
         upper, work = disk / top, disk / "work" / top
         work.mkdir(parents=True, exist_ok=True)
@@ -44,16 +47,16 @@ def mount_layers(disk: Path, bundle: Path, store: Path, hostname: str) -> None:
         upper.mkdir(parents=True, exist_ok=True)
         sh("mount", "-t", "overlay", f"mr-{top}", "-o",
            f"lowerdir=/{top},upperdir={upper},workdir={work}", f"/{top}")
-    for tmp in ("/run", "/tmp"):
-        sh("mount", "-t", "tmpfs", "-o", "mode=0755" if tmp == "/run" else "mode=1777", "tmpfs", tmp)
+    sh("mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run")
     for sub in ("haproxy", "dovecot", "nginx"):
         os.makedirs(f"/run/{sub}", exist_ok=True)
     os.makedirs("/var/lib/nginx", exist_ok=True)
     os.makedirs("/var/log", exist_ok=True)
-    if store.is_dir():
+    if store_fd is not None:
         target = Path("/var/mail/vhosts")
         target.mkdir(parents=True, exist_ok=True)
-        sh("mount", "--bind", str(store), str(target))
+        sh("mount", "--bind", f"/proc/{os.getpid()}/fd/{store_fd}", str(target))
+        os.close(store_fd)
     sh("hostname", hostname)
 
 
@@ -116,13 +119,17 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
-def serve(sup: Supervisor, control: Path) -> None:
+def listen(control: Path) -> socket.socket:
+    """The control socket, bound on the host's filesystem before any overlay hides it."""
     if control.exists():
         control.unlink()
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(str(control))
     srv.listen(8)
+    return srv
 
+
+def serve(sup: Supervisor, srv: socket.socket) -> None:
     def handle(conn: socket.socket) -> None:
         with conn, conn.makefile("rw") as f:
             for line in f:
@@ -172,6 +179,7 @@ def main(argv: list[str]) -> int:
     disk, bundle, store, control = (Path(a) for a in argv[:4])
     held = set(argv[5].split(",")) if len(argv) > 5 and argv[4] == "--hold" else set()
     hostname = (bundle / "etc" / "hostname").read_text().strip().split(".")[0]
+    srv = listen(control)
     mount_layers(disk, bundle, store, hostname)
     os.environ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     os.environ["HOME"] = "/root"
@@ -182,7 +190,7 @@ def main(argv: list[str]) -> int:
         if name not in held:
             SUP.start(name)
     threading.Thread(target=reap_forever, daemon=True).start()
-    serve(SUP, control)
+    serve(SUP, srv)
     return 0
 
 

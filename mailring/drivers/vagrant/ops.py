@@ -1,0 +1,105 @@
+"""What the vagrant driver runs for each operation, as pure functions of names and paths.
+
+- services: mailring's service names -> FreeBSD rc.d scripts (``service X
+  onestop/onestart``); ``carp`` is the node's whole CARP participation, switched
+  with ``sysctl net.inet.carp.allow=0/1`` (0: every vhid of the node goes to
+  INIT, stops advertising and answering for its VIPs, as a dead ucarp would;
+  the aliases stay configured, so HAProxy keeps its binds);
+- crash: the provider's hard power-off (no ACPI, no clean shutdown);
+- logs: which files hold a service's log on a node;
+- the bundle digest that says whether the provisioned snapshot is current.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from mailring.errors import InputError
+
+# rc.d scripts behind each mailring service name, in start order.
+RC_SCRIPTS = {
+    "postfix": ("postfix",),
+    "dovecot": ("dovecot",),
+    "haproxy": ("haproxy",),
+    "webmail": ("nginx",),
+    "dns": ("nsd", "unbound"),
+}
+ROLE_SERVICES = {"mail": ("postfix", "dovecot", "haproxy", "webmail", "carp"), "client": ("dns",)}
+# Daemons that must run on a node before it counts as ready (rc.d names, start order).
+READY_SCRIPTS = {"mail": ("dovecot", "postfix", "haproxy", "nginx"), "client": ("nsd", "unbound")}
+LOG_FILES = {
+    "postfix": ("postfix.log",),
+    "dovecot": ("dovecot.log",),
+    "haproxy": ("haproxy.log",),
+    "webmail": ("webmail.log", "webmail-error.log"),
+    "dns": ("nsd.log", "unbound.log"),
+}
+CARP_ALLOW = "net.inet.carp.allow"
+
+
+def check_role(node: str, role: str, service: str) -> None:
+    if service not in ROLE_SERVICES.get(role, ()):
+        runs = ", ".join(ROLE_SERVICES.get(role, ()))
+        raise InputError(f"{node} ({role}) runs no {service}; it runs: {runs}")
+
+
+def service_argvs(service: str, start: bool) -> list[list[str]]:
+    """Commands that stop or start one mailring service on a FreeBSD node.
+
+    HAProxy stops with ``onehardstop`` (SIGTERM): its rc script's plain stop
+    is a soft stop (SIGUSR1) that waits for sessions to end (up to the 5 min
+    client timeout), which is not a service failure.
+    """
+    if service == "carp":
+        return [["sysctl", f"{CARP_ALLOW}={1 if start else 0}"]]
+    if service not in RC_SCRIPTS:
+        raise InputError(f"unknown service {service!r}; use one of: "
+                         f"{', '.join([*RC_SCRIPTS, 'carp'])}")
+    scripts = RC_SCRIPTS[service] if start else tuple(reversed(RC_SCRIPTS[service]))
+    if start:
+        return [["service", s, "onestart"] for s in scripts]
+    return [["service", s, "onehardstop" if s == "haproxy" else "onestop"] for s in scripts]
+
+
+def status_argv(script: str) -> list[str]:
+    return ["service", script, "onestatus"]
+
+
+def crash_argv(provider: str, machine_id: str, libvirt_uri: str = "qemu:///system") -> list[str]:
+    """The host command that cuts a VM's power (VirtualBox poweroff, libvirt destroy)."""
+    if provider == "virtualbox":
+        return ["VBoxManage", "controlvm", machine_id, "poweroff"]
+    if provider == "libvirt":
+        return ["virsh", "-c", libvirt_uri, "destroy", machine_id]
+    raise InputError(f"crash: provider {provider!r} is not supported; use virtualbox or libvirt")
+
+
+def machine_id_file(dotfile: Path, node: str, provider: str) -> Path:
+    """Where Vagrant keeps a machine's provider id (VirtualBox UUID, libvirt domain UUID)."""
+    return dotfile / "machines" / node / provider / "id"
+
+
+def log_paths(service: str, log_dir: str) -> list[str]:
+    if service == "carp":
+        return [f"{log_dir}/messages"]  # the kernel logs CARP state changes via syslogd
+    if service not in LOG_FILES:
+        raise InputError(f"no log for service {service!r}; use one of: "
+                         f"{', '.join([*LOG_FILES, 'carp'])}")
+    return [f"{log_dir}/{name}" for name in LOG_FILES[service]]
+
+
+def carp_lines(messages: str) -> str:
+    """The CARP lines of /var/log/messages (``carp: 1@em1: BACKUP -> MASTER ...``)."""
+    return "".join(line + "\n" for line in messages.splitlines() if "carp" in line.lower())
+
+
+def bundle_digest(folder: Path) -> str:
+    """A digest of the rendered bundles, leaving out files re-made with a new salt each render."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if rel.endswith("/dovecot/users"):
+            continue
+        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()

@@ -1,0 +1,149 @@
+"""The topology file: validation messages, and the CARP ownership model."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailring.cli.main import main
+from mailring.errors import TopologyError
+from mailring.topology import DEFAULT_TOPOLOGY, load, validate
+
+FIXTURES = DEFAULT_TOPOLOGY.parent
+RING = load(DEFAULT_TOPOLOGY)
+MAIL = [n.name for n in RING.mail_nodes]
+
+
+def write(tmp_path: Path, edit) -> Path:
+    data = yaml.safe_load(DEFAULT_TOPOLOGY.read_text())
+    edit(data)
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_fixture_is_the_articles_cluster() -> None:
+    assert validate(DEFAULT_TOPOLOGY) == []
+    assert len(RING.nodes) == 6 and len(RING.mail_nodes) == 5
+    assert RING.client.name == "client01"
+    assert len(RING.vips) == 10 and len({v.vhid for v in RING.vips}) == 10
+    assert all(len(RING.vips_owned_by(n)) == 2 for n in MAIL)
+    assert len(RING.dns.names) == 8 and RING.dns.ttl == 900
+    assert all(len(RING.dns.records[n]) == 10 for n in RING.dns.names)
+    assert RING.users[0].address == "alice@ring.test"
+
+
+BROKEN = [
+    (lambda d: d["vips"][1].update(vhid=1), "vips[1].vhid", "already used by vips[0]"),
+    (lambda d: d["nodes"]["mail02"].update(address="192.168.56.11"), "nodes.mail02.address",
+     "already used"),
+    (lambda d: d["nodes"]["mail02"].update(address="10.9.9.9"), "nodes.mail02.address",
+     "not a host address in network"),
+    (lambda d: d["vips"][0].update(address="192.168.57.5"), "vips[0].address", "not a host address"),
+    (lambda d: d["vips"][0].update(owner="mail09"), "vips[0].owner", "is not a node"),
+    (lambda d: d["vips"][0].pop("owner"), "vips[0].owner", "Field required"),
+    (lambda d: d["vips"][3].update(backups={}), "vips[3].backups", "no backup"),
+    (lambda d: d["vips"][3]["backups"].update(mail04=20), "vips[3].backups.mail04", "ties with mail03"),
+    (lambda d: d["services"].update(smtps={"port": 465, "protocol": "smtp", "daemon": "postfix"}),
+     "services.smtps", "Input should be"),
+    (lambda d: d["services"]["imap"].update(port=70000), "services.imap.port", "less than or equal"),
+    (lambda d: d["services"]["pop3s"].update(port=25), "services.pop3s.port", "already used"),
+    (lambda d: d["dns"]["names"].append({"extra": []}), "dns.names[8].extra", "no VIP"),
+    (lambda d: d["nodes"]["mail01"].update(adress="x"), "nodes.mail01.adress", "remove it"),
+    (lambda d: d["users"][0].update(address="alice@elsewhere.test"), "users[0].address",
+     "mail domain"),
+]
+
+
+@pytest.mark.parametrize(("edit", "field", "words"), BROKEN, ids=[b[1] for b in BROKEN])
+def test_broken_topology_is_one_line_naming_file_and_field(tmp_path, capsys, edit, field, words):
+    path = write(tmp_path, edit)
+    errors = validate(path)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"{path}: {field}: "), errors[0]
+    assert words in errors[0]
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and field in err[0]
+    with pytest.raises(TopologyError):
+        load(path)
+
+
+def test_missing_and_unparsable_files_are_one_line(tmp_path) -> None:
+    assert "file not found" in validate(tmp_path / "nope.yaml")[0]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nodes: [\n")
+    assert "not valid YAML" in validate(bad)[0]
+
+
+def test_validate_prints_summary(capsys) -> None:
+    assert main(["validate", str(DEFAULT_TOPOLOGY)]) == 0
+    out = capsys.readouterr().out
+    assert "6 nodes" in out and "10 VIPs" in out and "8 DNS names" in out
+    assert "mail05 (20)" in out  # the first VIP's left neighbour backs it
+
+
+# -- the ownership model -------------------------------------------------------
+failed_sets = st.sets(st.sampled_from(MAIL))
+
+
+@given(failed_sets)
+def test_live_owners_keep_their_vips_and_dead_nodes_hold_none(failed) -> None:
+    owners = RING.expected_owners(failed)
+    for vip in RING.vips:
+        owner = owners[str(vip.address)]
+        if vip.owner not in failed:
+            assert owner == vip.owner
+        assert owner not in failed
+        if len(failed) < len(MAIL):
+            assert owner is not None  # every candidate backs every VIP here
+
+
+@given(failed_sets.filter(lambda f: len(f) < len(MAIL)))
+def test_no_live_node_holds_more_than_its_share_plus_one(failed) -> None:
+    load_ = RING.load(failed)
+    assert sum(load_.values()) == len(RING.vips)
+    assert max(load_.values()) <= RING.load_bound(len(load_))
+
+
+def test_load_bound_holds_for_every_failure_set_exhaustively() -> None:
+    for k in range(len(MAIL)):
+        for failed in itertools.combinations(MAIL, k):
+            load_ = RING.load(failed)
+            assert max(load_.values()) <= RING.load_bound(len(load_)), (failed, load_)
+
+
+@pytest.mark.parametrize("dead", MAIL)
+def test_single_failure_splits_the_two_vips_between_both_neighbours(dead) -> None:
+    i = MAIL.index(dead)
+    left, right = MAIL[i - 1], MAIL[(i + 1) % len(MAIL)]
+    first, second = RING.vips_owned_by(dead)
+    assert RING.expected_owner(first, {dead}) == left
+    assert RING.expected_owner(second, {dead}) == right
+    moved = {str(v.address) for v in (first, second)}
+    for vip, owner in RING.expected_owners({dead}).items():
+        if vip not in moved:
+            assert owner == RING.vip(vip).owner
+
+
+def test_all_candidates_down_means_nobody() -> None:
+    assert RING.expected_owner(RING.vips[0], set(MAIL)) is None
+
+
+def test_failover_bound_is_three_advbase_plus_the_new_owners_skew() -> None:
+    vip = RING.vips[0]
+    assert RING.failover_bound_s(vip, {vip.owner}) == pytest.approx(3 * RING.advbase + 20 / 256)
+
+
+def test_the_first_design_piles_a_crash_chain_onto_one_node() -> None:
+    domino = load(FIXTURES / "topology-domino.yaml")
+    assert len(domino.vips) == len(domino.mail_nodes)
+    load_ = domino.load({"mail01", "mail02", "mail03"})
+    assert load_["mail04"] == 4 and load_["mail05"] == 1
+    assert max(load_.values()) > domino.load_bound(len(load_)) - 1  # above its fair share
+    assert max(RING.load({"mail01", "mail02", "mail03"}).values()) == 5  # the ring: 5 and 5

@@ -147,3 +147,17 @@ def test_the_first_design_piles_a_crash_chain_onto_one_node() -> None:
     assert load_["mail04"] == 4 and load_["mail05"] == 1
     assert max(load_.values()) > domino.load_bound(len(load_)) - 1  # above its fair share
     assert max(RING.load({"mail01", "mail02", "mail03"}).values()) == 5  # the ring: 5 and 5
+
+
+def test_generated_ring_of_five_is_the_fixture_and_larger_rings_validate(tmp_path) -> None:
+    from mailring.topology.generate import write_ring
+
+    five = load(write_ring(5, tmp_path / "r5.yaml"))
+    assert [(v.address, v.owner, v.backups) for v in five.vips] == \
+        [(v.address, v.owner, v.backups) for v in RING.vips]
+    twenty = write_ring(20, tmp_path / "r20.yaml")
+    assert validate(twenty) == []
+    big = load(twenty)
+    for dead in ("mail01", "mail07"):
+        first, second = big.vips_owned_by(dead)
+        assert big.expected_owner(first, {dead}) != big.expected_owner(second, {dead})

@@ -1,0 +1,51 @@
+"""Generate a ring topology of any size, for benchmarks and load-model experiments.
+
+Same shape as fixtures/topology.yaml: N mail nodes with two VIPs each, the
+first backed by the left neighbour and the second by the right one (small
+skew), then the next ring neighbours outwards with larger skews.
+"""
+
+from __future__ import annotations
+
+import copy
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import yaml
+
+from mailring.topology.load import DEFAULT_TOPOLOGY
+
+SKEWS = (20, 100, 140, 180)
+
+
+def ring(n: int, base: Path = DEFAULT_TOPOLOGY) -> dict:
+    """A topology dict with ``n`` mail nodes, services/DNS/users taken from ``base``."""
+    if not 2 <= n <= 40:
+        raise ValueError("a generated ring has 2..40 mail nodes")
+    data = copy.deepcopy(yaml.safe_load(base.read_text()))
+    net = IPv4Network(data["network"])
+    host = lambda i: str(net.network_address + i)  # noqa: E731
+    names = [f"mail{i + 1:02d}" for i in range(n)]
+    client = next(k for k, v in data["nodes"].items() if v["role"] == "client")
+    data["nodes"] = {name: {"role": "mail", "address": host(11 + i)} for i, name in enumerate(names)}
+    data["nodes"][client] = {"role": "client", "address": host(100)}
+    vips = []
+    for i, name in enumerate(names):
+        for k, step in enumerate((-1, 1)):
+            order = []
+            for d in range(1, n):  # neighbours outwards: -1, +1, -2, +2 ... (mirrored for k=1)
+                off = (d + 1) // 2 * (step if d % 2 else -step)
+                cand = names[(i + off) % n]
+                if cand != name and cand not in order:
+                    order.append(cand)
+            backups = dict(zip(order[: len(SKEWS)], SKEWS, strict=False))
+            vips.append({"address": host(101 + 2 * i + k), "vhid": 2 * i + k + 1, "owner": name,
+                         "backups": backups})
+    data["vips"] = vips
+    data["dns"]["server"] = client
+    return data
+
+
+def write_ring(n: int, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(ring(n), sort_keys=False))
+    return path

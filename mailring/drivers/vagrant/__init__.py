@@ -1,1 +1,1 @@
-"""The vagrant driver: FreeBSD VMs from the top-level Vagrantfile, driven over python-vagrant and SSH."""
+"""The vagrant driver: FreeBSD VMs from the top-level Vagrantfile, via python-vagrant and SSH."""

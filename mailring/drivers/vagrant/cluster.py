@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 from mailring.cluster import Cluster, NodeStatus, Result, Running, Status, TransportError
-from mailring.drivers.vagrant import ops
+from mailring.drivers.vagrant import ops, ready
 from mailring.drivers.vagrant.machines import bundles_dir, lab_root, machines_path, render_lab
 from mailring.drivers.vagrant.parse import (
     MachineStatus,
@@ -58,6 +58,8 @@ class VagrantCluster(Cluster):
     def _vagrant(self) -> Any:
         if not self.json_path.exists():
             render_lab(self.topology, self.lab)
+        if shutil.which("vagrant") is None:
+            raise InputError("vagrant is not installed; see docs/vagrant.md")
         try:
             import vagrant
         except ImportError as exc:
@@ -65,6 +67,14 @@ class VagrantCluster(Cluster):
                              "pip install 'mailring[vagrant]'") from exc
         return vagrant.Vagrant(root=str(self.root), quiet_stdout=False, quiet_stderr=False,
                                env=self._env())
+
+    def _call(self, what: str, fn: Any, *args: Any, **kw: Any) -> Any:
+        """Run one python-vagrant call; a failed vagrant command becomes a one-line error."""
+        try:
+            return fn(*args, **kw)
+        except subprocess.CalledProcessError as exc:
+            raise TransportError(f"`vagrant {what}` failed with exit {exc.returncode}; "
+                                 "its output is above") from exc
 
     def _machines(self) -> dict[str, MachineStatus]:
         if not self.json_path.exists():
@@ -117,11 +127,11 @@ class VagrantCluster(Cluster):
         before = self._machines()
         client = self.topology.client.name
         if before.get(client, MachineStatus(client, "not_created", None)).state != "running":
-            v.up(vm_name=client)  # it exports the mail store the mail nodes mount
-        v.up()  # Vagrant provisions the machines it creates now
+            self._call(f"up {client}", v.up, vm_name=client)  # it exports the mail store
+        self._call("up", v.up)  # Vagrant provisions the machines it creates now
         for name, st in before.items():
             if st.state != "not_created":  # existing VMs: apply the current bundles (idempotent)
-                v.provision(vm_name=name)
+                self._call(f"provision {name}", v.provision, vm_name=name)
         self._ssh.forget()
         self._ifaces.clear()
         state = self._state()
@@ -146,8 +156,8 @@ class VagrantCluster(Cluster):
         if have and state.get("snapshot_digest") == digest:
             return
         if have:
-            v.snapshot_delete(self.snapshot)
-        v.snapshot_save(self.snapshot)
+            self._call("snapshot delete", v.snapshot_delete, self.snapshot)
+        self._call("snapshot save", v.snapshot_save, self.snapshot)
         state["snapshot_digest"] = digest
         self._save(state)
 
@@ -158,7 +168,7 @@ class VagrantCluster(Cluster):
             raise InputError(f"no snapshot {self.snapshot}; run: mailring up --driver vagrant "
                              f"--lab {self.lab}")
         self._ssh.forget()
-        v.snapshot_restore(self.snapshot)
+        self._call("snapshot restore", v.snapshot_restore, self.snapshot)
         self._ssh.forget()
         state = self._state()
         state["faults"] = {}
@@ -168,38 +178,15 @@ class VagrantCluster(Cluster):
     def down(self) -> None:
         """Destroy every VM of this lab (safe to call twice) and forget its faults."""
         self._ssh.forget()
-        if self.json_path.exists() or self.root.joinpath("Vagrantfile").exists():
-            self._vagrant().destroy()
+        v = self._vagrant()
+        self._call("destroy", v.destroy)
         self.state_file.unlink(missing_ok=True)
 
     def wait_ready(self, nodes: list[str] | None = None, deadline_s: float = READY_S) -> None:
         """Block until the nodes' daemons run and every VIP is where the model says."""
         faults = self._faults()
         nodes = nodes or [n for n in self.topology.nodes if n not in faults]
-        end = time.monotonic() + deadline_s
-        last = "nothing checked yet"
-        while time.monotonic() < end:
-            try:
-                last = self._not_ready(nodes, faults)
-            except TransportError as exc:
-                last = str(exc)
-            if not last:
-                return
-            time.sleep(2)
-        raise TimeoutError(f"vagrant lab {self.lab} not ready after {deadline_s:.0f} s; "
-                           f"last seen: {last}")
-
-    def _not_ready(self, nodes: list[str], faults: dict[str, str]) -> str:
-        for node in nodes:
-            for script in ops.READY_SCRIPTS[self.topology.nodes[node].role]:
-                if not self.run(node, ops.status_argv(script), timeout=30).ok:
-                    return f"{node}: {script} is not running"
-        st = self.status()
-        expected = self.topology.expected_owners(set(faults))
-        wrong = [f"{vip} held by {st.holders.get(vip) or 'nobody'} (expected {owner})"
-                 for vip, owner in expected.items()
-                 if st.holders.get(vip, []) != ([owner] if owner else [])]
-        return "VIPs not converged: " + ", ".join(wrong) if wrong else ""
+        ready.wait_ready(self, nodes, set(faults), deadline_s)
 
     # -- status ---------------------------------------------------------------
     def status(self) -> Status:
@@ -210,14 +197,16 @@ class VagrantCluster(Cluster):
         holders: dict[str, list[str]] = {str(v.address): [] for v in self.topology.vips}
         for node in self.topology.nodes.values():
             running = machines.get(node.name) and machines[node.name].state == "running"
-            state = "up" if running else ("crashed" if faults.get(node.name) == "crashed" else "down")
+            state = "up" if running else "down"
+            if not running and faults.get(node.name) == "crashed":
+                state = "crashed"
             if running:
                 try:
                     text = self.run(node.name, ["ifconfig"], timeout=20).stdout
                 except TransportError:
                     text, state = "", "down"
                 iface = interface_of(parse_ifconfig(text), str(node.address))
-                if iface is not None and not iface.up or faults.get(node.name) == "isolated":
+                if (iface is not None and not iface.up) or faults.get(node.name) == "isolated":
                     state = "isolated"
                 if iface is not None:
                     for vip in carp_masters(iface, vhids):
@@ -251,7 +240,8 @@ class VagrantCluster(Cluster):
             ifaces = parse_ifconfig(self.run(node, ["ifconfig"], timeout=20).stdout)
             iface = interface_of(ifaces, str(self.topology.nodes[node].address))
             if iface is None:
-                raise TransportError(f"{node}: no interface holds {self.topology.nodes[node].address}")
+                address = self.topology.nodes[node].address
+                raise TransportError(f"{node}: no interface holds {address}")
             self._ifaces[node] = iface.name
         return self._ifaces[node]
 
@@ -271,7 +261,8 @@ class VagrantCluster(Cluster):
                               os.environ.get("LIBVIRT_DEFAULT_URI", "qemu:///system"))
         res = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         if res.returncode != 0:
-            raise TransportError(f"{node}: power-off failed: {Result(argv, res.returncode, res.stdout, res.stderr)}")
+            failed = Result(argv, res.returncode, res.stdout, res.stderr)
+            raise TransportError(f"{node}: power-off failed: {failed}")
         self._ssh.forget(node)
         self._set_fault(node, "crashed")
 
@@ -280,7 +271,8 @@ class VagrantCluster(Cluster):
         st = self._machines().get(node)
         if st is not None and st.state == "running":
             raise InputError(f"{node} is running; crash it before booting it")
-        self._vagrant().up(vm_name=node, provision=False)
+        v = self._vagrant()
+        self._call(f"up {node}", v.up, vm_name=node, provision=False)
         self._ssh.forget(node)
         self._ifaces.pop(node, None)
         self._set_fault(node, None)

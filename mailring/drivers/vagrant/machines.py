@@ -29,7 +29,7 @@ def lab_root(lab: str, build: Path = BUILD) -> Path:
 
 
 def bundles_dir(lab: str, build: Path = BUILD) -> Path:
-    """Where the FreeBSD bundles go (what ``mailring render --flavour freebsd`` writes by default)."""
+    """Where the FreeBSD bundles go (``mailring render --flavour freebsd``'s default)."""
     return lab_root(lab, build) / FLAVOUR
 
 

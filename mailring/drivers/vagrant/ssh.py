@@ -73,7 +73,8 @@ class Ssh:
             except Exception as exc:  # vagrant ssh-config fails for a machine that is not running
                 raise TransportError(f"{node}: no SSH settings from vagrant ({exc})") from exc
             client = paramiko.SSHClient()
-            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # UserKnownHostsFile /dev/null
+            # as Vagrant's UserKnownHostsFile /dev/null: each VM's host key is new
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
             try:
                 client.connect(**connect_kwargs(conf))
             except (paramiko.SSHException, OSError) as exc:

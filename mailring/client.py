@@ -55,10 +55,16 @@ def target(host: Host, port: int, protocol: str, name: str | None = None,
             "protocol": protocol, "tls": tls, **extra}
 
 
-def parse_timeline(node: str, stdout: str, stderr: str = "", rc: int | None = 0) -> list[Op]:
-    """The Ops of a timeline's JSON lines; raises unless the probe ended with its done line."""
+def parse_timeline(node: str, stdout: str, stderr: str = "", rc: int | None = 0,
+                   partial: bool = False) -> list[Op]:
+    """The Ops of a timeline's JSON lines; raises unless the probe ended with its done line.
+
+    With ``partial`` (a probe still running) only complete lines count and no done line is due.
+    """
     if rc != 0:
         raise ProbeError(node, "timeline", rc, stderr, "timeline probe failed")
+    if partial:
+        stdout = stdout[: stdout.rfind("\n") + 1]
     ops: list[Op] = []
     done: dict[str, Any] | None = None
     for n, line in enumerate(stdout.splitlines(), 1):
@@ -75,6 +81,8 @@ def parse_timeline(node: str, stdout: str, stderr: str = "", rc: int | None = 0)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ProbeError(node, "timeline", rc, stderr,
                              f"line {n} is not a timeline record ({e}): {line[:200]!r}") from None
+    if partial:
+        return ops
     if done is None:
         raise ProbeError(node, "timeline", rc, stderr, "the probe ended without its done line")
     if done.get("attempts") != len(ops):
@@ -98,6 +106,11 @@ class Timeline:
             res = self.running.stop(timeout=self._stop_timeout)
             self.ops = parse_timeline(self.node, res.stdout, res.stderr, res.rc)
         return self.ops
+
+    def so_far(self) -> list[Op]:
+        """The attempts made so far, while the probe keeps running."""
+        return self.ops if self.ops is not None else \
+            parse_timeline(self.node, self.running.peek(), partial=True)
 
     def __enter__(self) -> Timeline:
         return self

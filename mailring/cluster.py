@@ -74,6 +74,10 @@ class Running(abc.ABC):
     """A command started on a node that runs until stopped (a probe timeline)."""
 
     @abc.abstractmethod
+    def peek(self) -> str:
+        """Everything the command printed on stdout so far (it keeps running)."""
+
+    @abc.abstractmethod
     def stop(self, timeout: float = 10.0) -> Result:
         """Close the command's stdin, wait for it to end and return its output."""
 
@@ -142,6 +146,12 @@ class Cluster(abc.ABC):
     @abc.abstractmethod
     def log_text(self, node: str, service: str) -> str:
         """The service's log on node, as the daemon wrote it."""
+
+    def logs(self, node: str, service: str) -> list:
+        """The service's log on node as structured records (mailring.logparse)."""
+        from mailring.logparse import parse_lines
+
+        return parse_lines(service, self.log_text(node, service))
 
     def exec_interactive(self, node: str, argv: list[str]) -> int:
         """Run argv on node with this terminal's stdio; return its exit code."""

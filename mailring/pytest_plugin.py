@@ -114,6 +114,85 @@ def cluster(pytestconfig: pytest.Config, topology: Topology) -> Iterator[Cluster
 
 
 @pytest.fixture(scope="session")
+def cluster_factory(pytestconfig: pytest.Config) -> Iterator:
+    """make(topology_file, suffix) -> another running cluster (lab <lab>-<suffix>), down at the end.
+
+    For tests that compare designs (the article's one-VIP-per-node ring, PROXY off).
+    """
+    made: list[Cluster] = []
+    driver = pytestconfig.getoption("mailring_driver")
+
+    def make(path: str | os.PathLike, suffix: str) -> Cluster:
+        if driver == "lab" and os.geteuid() != 0:
+            pytest.skip("the lab driver needs root (network, mount and PID namespaces); run as root")
+        c = open_cluster(load(path), driver=driver, lab=f"{lab_name(pytestconfig)}-{suffix}")
+        made.append(c)
+        c.up()
+        return c
+
+    try:
+        yield make
+    finally:
+        from mailring.report import collect_logs
+
+        for c in made:
+            collect_logs(pytestconfig, c)
+            if not pytestconfig.getoption("mailring_keep"):
+                c.down()
+
+
+@pytest.fixture
+def nemesis(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator:
+    """Faults for one test; every fault still active is healed at teardown, then the
+    cluster must converge back to the model (each test leaves it as it found it)."""
+    from mailring.checks.convergence import converge
+    from mailring.nemesis import Nemesis
+
+    if request.node.get_closest_marker("destructive") is None:
+        raise pytest.UsageError(f"{request.node.nodeid} uses nemesis: mark it @pytest.mark.destructive")
+    nem = Nemesis(cluster)
+    try:
+        yield nem
+    finally:
+        errors = nem.heal_all()
+        converge(cluster, failed=set())
+        if errors:
+            raise RuntimeError("nemesis could not heal: " + "; ".join(errors))
+
+
+@pytest.fixture(scope="session")
+def outages(pytestconfig: pytest.Config) -> Iterator:
+    """Record measured outage windows; printed and saved under runs/<timestamp>/ at the end."""
+    from mailring.outages import OutageLog
+
+    log = OutageLog()
+    pytestconfig._mailring_outages = log  # type: ignore[attr-defined]
+    yield log
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from mailring.outages import merge
+    from mailring.report import run_dir
+
+    log = getattr(session.config, "_mailring_outages", None)
+    if log is not None and log.rows:
+        log.save(run_dir(session.config))
+    if os.environ.get("PYTEST_XDIST_WORKER") is None and os.environ.get("MAILRING_RUN_STAMP"):
+        session.config._mailring_merged = merge(run_dir(session.config))  # type: ignore[attr-defined]
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    from mailring.outages import table
+
+    rows = getattr(config, "_mailring_merged", None)
+    if rows:
+        from mailring.report import run_dir
+
+        terminalreporter.write_line(table(rows))
+        terminalreporter.write_line(f"outage figures: {run_dir(config) / 'outages.json'}")
+
+
+@pytest.fixture(scope="session")
 def client(cluster: Cluster):
     """Probes from the client host's point of view (its address, its resolver)."""
     from mailring.client import Client

@@ -31,6 +31,11 @@ class Backend:
         return self.service.name
 
 
+def haproxy_backend(service: str) -> str:
+    """The HAProxy backend that serves a topology service (templates and the runtime API agree)."""
+    return f"be_{service}"
+
+
 def password_hash(password: str, salt: bytes | None = None) -> str:
     """Dovecot {SSHA256} hash: base64(sha256(password + salt) + salt)."""
     salt = salt if salt is not None else os.urandom(8)

@@ -18,6 +18,7 @@ import jinja2
 import yaml
 
 from mailring.errors import InputError
+from mailring.render.context import haproxy_backend
 
 PROVISION = Path(__file__).resolve().parents[2] / "provision"
 FLAVOURS = ("debian", "freebsd")
@@ -60,6 +61,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["dotted"] = lambda addr: str(addr).replace(".", "_")
+    env.filters["backend"] = haproxy_backend
     return env
 
 

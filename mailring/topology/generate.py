@@ -43,6 +43,10 @@ def ring(n: int, base: Path = DEFAULT_TOPOLOGY) -> dict:
                          "backups": backups})
     data["vips"] = vips
     data["dns"]["server"] = client
+    # every node checks every server of every backend, so checks per second grow with
+    # n^2 / interval: scale the interval to keep the 5-node ring's cluster-wide rate
+    interval = data.setdefault("haproxy", {}).get("check_interval_ms", 1000)
+    data["haproxy"]["check_interval_ms"] = min(60000, max(interval, interval * n * n // 25))
     return data
 
 

@@ -77,7 +77,7 @@ class LabCluster(Cluster):
         self.down()  # a stale lab of this name, left by a killed run
         try:
             self._create()
-            wait_ready(self)
+            wait_ready(self, deadline_s=30.0 + 2 * len(self.topology.nodes))
         except BaseException:
             self.down()
             raise
@@ -304,6 +304,9 @@ class _LabRunning(Running):
                         for s, b in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
         for t in self.readers:
             t.start()
+
+    def peek(self) -> str:
+        return "".join(list(self.out))
 
     def stop(self, timeout: float = 10.0) -> Result:
         try:

@@ -15,7 +15,7 @@ from mailring.errors import InputError
 
 PREFIX = "mr"
 BUILD = Path(__file__).resolve().parents[3] / "build"
-LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,15}(-[a-z0-9]{1,8})?$")
+LAB_NAME = re.compile(r"^(?=.{1,24}$)[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,8 @@ class LabNames:
 
     def __post_init__(self) -> None:
         if not LAB_NAME.match(self.lab):
-            raise InputError(f"lab name {self.lab!r}: use lower-case letters and digits, optionally "
-                             "one '-suffix' (e.g. mailring, mailring-gw0)")
+            raise InputError(f"lab name {self.lab!r}: use up to 24 lower-case letters, digits and "
+                             "inner dashes (e.g. mailring, mailring-gw0)")
 
     @property
     def root(self) -> Path:

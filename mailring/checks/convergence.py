@@ -1,0 +1,57 @@
+"""Does the cluster match the model? Wait for it, with a deadline derived from the topology."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailring.checks.wait import NotYet, eventually
+
+if TYPE_CHECKING:
+    from mailring.cluster import Cluster, Status
+    from mailring.topology import Topology
+
+# ucarp checks its timers on a one-second tick and reads adverts through libpcap
+# with up to a second of delay; kernel CARP needs neither. Margin in advbase units.
+CARP_MARGIN_ADVBASE = 2.0
+MARGIN_S = 1.0
+
+
+def deadline_s(topo: Topology, failed: set[str] | frozenset[str] = frozenset()) -> float:
+    """3 x advbase + the largest new owner's skew/256, plus the margin."""
+    worst = max(topo.failover_bound_s(v, failed) for v in topo.vips)
+    return worst + CARP_MARGIN_ADVBASE * topo.advbase + MARGIN_S
+
+
+def differences(topo: Topology, status: Status, failed: set[str]) -> dict[str, tuple[str | None, list[str]]]:
+    """VIP -> (expected owner, actual holders) for every VIP that differs from the model."""
+    out = {}
+    for vip, owner in topo.expected_owners(failed).items():
+        held = status.holders.get(vip, [])
+        if held != ([owner] if owner else []):
+            out[vip] = (owner, held)
+    return out
+
+
+def describe(diff: dict[str, tuple[str | None, list[str]]]) -> str:
+    return "; ".join(f"VIP {vip}: expected owner {exp or 'nobody'}, held by "
+                     f"{', '.join(held) or 'nobody'}" for vip, (exp, held) in sorted(diff.items()))
+
+
+def converge(cluster: Cluster, failed: set[str] | None = None, deadline: float | None = None) -> Status:
+    """Wait until every VIP is held by exactly the node the model expects for ``failed``.
+
+    ``failed`` defaults to the cluster's own record of crashed/isolated nodes.
+    On timeout the error names each VIP, its expected and its actual owner.
+    """
+    topo = cluster.topology
+
+    def check() -> Status:
+        status = cluster.status()
+        down = set(status.faults) if failed is None else set(failed)
+        diff = differences(topo, status, down)
+        if diff:
+            raise NotYet(describe(diff))
+        return status
+
+    down = set(cluster.status().faults) if failed is None else set(failed)
+    return eventually(check, deadline or deadline_s(topo, down), "VIP ownership as the model predicts")

@@ -42,6 +42,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     roots = render(topo, args.flavour, out)
     for node, root in roots.items():
         print(f"{node}: {root}")
+    if args.flavour == "freebsd":  # the machine list the Vagrantfile reads
+        from mailring.drivers.vagrant.machines import machines_path, write_machine_list
+
+        print("machine list:", write_machine_list(topo, roots, machines_path(args.lab), args.lab))
     return 0
 
 

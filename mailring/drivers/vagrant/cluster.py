@@ -10,18 +10,26 @@ recorded in ``build/<lab>/vagrant-state.json`` so separate CLI calls see them.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from mailring.cluster import Cluster, NodeStatus, Result, Running, Status, TransportError
+from mailring.cluster import (
+    DEFAULT_LAB,
+    Cluster,
+    NodeStatus,
+    Result,
+    Running,
+    Status,
+    TransportError,
+)
 from mailring.drivers.vagrant import ops, ready
 from mailring.drivers.vagrant.machines import bundles_dir, lab_root, machines_path, render_lab
 from mailring.drivers.vagrant.parse import (
     MachineStatus,
+    VagrantOutputError,
     carp_masters,
     interface_of,
     parse_ifconfig,
@@ -29,6 +37,7 @@ from mailring.drivers.vagrant.parse import (
     parse_ssh_config,
 )
 from mailring.drivers.vagrant.ssh import Ssh
+from mailring.drivers.vagrant.state import LabState
 from mailring.errors import InputError
 from mailring.render.engine import load_manifest
 
@@ -46,14 +55,23 @@ class VagrantCluster(Cluster):
         self.haproxy_socket = self.paths["haproxy_socket"]
         self.root = Path(os.environ.get("MAILRING_VAGRANT_ROOT", ROOT))
         self.json_path = machines_path(lab)
-        self.state_file = lab_root(lab) / "vagrant-state.json"
+        self.state = LabState(lab_root(lab) / "vagrant-state.json")
         self.snapshot = f"mailring-{lab}"
         self._ssh = Ssh(self._ssh_conf)
         self._ifaces: dict[str, str] = {}
 
     # -- vagrant --------------------------------------------------------------
+    @property
+    def dotfile(self) -> Path:
+        """Vagrant's machine records: ./.vagrant for the default lab (so a plain `vagrant ssh
+        mail03` finds them), build/<lab>/.vagrant for any other lab, so labs never share VMs."""
+        if self.lab != DEFAULT_LAB:
+            return lab_root(self.lab) / ".vagrant"
+        return self.root / os.environ.get("VAGRANT_DOTFILE_PATH", ".vagrant")
+
     def _env(self) -> dict[str, str]:
-        return {**os.environ, "MAILRING_VAGRANT_JSON": str(self.json_path)}
+        return {**os.environ, "MAILRING_VAGRANT_JSON": str(self.json_path),
+                "VAGRANT_DOTFILE_PATH": str(self.dotfile)}
 
     def _vagrant(self) -> Any:
         if not self.json_path.exists():
@@ -86,7 +104,14 @@ class VagrantCluster(Cluster):
             raise InputError("vagrant is not installed (see docs/vagrant.md)") from exc
         except subprocess.TimeoutExpired as exc:
             raise TransportError("vagrant status did not answer in 120 s") from exc
-        return parse_machine_status(res.stdout)
+        try:
+            machines = parse_machine_status(res.stdout)
+        except VagrantOutputError as exc:
+            raise InputError(f"vagrant status: {exc}") from exc
+        if res.returncode != 0 and not machines:
+            tail = " | ".join(res.stderr.strip().splitlines()[-3:])
+            raise TransportError(f"vagrant status failed (exit {res.returncode}): {tail}")
+        return machines
 
     def _ssh_conf(self, node: str) -> dict[str, str]:
         hosts = parse_ssh_config(self._vagrant().ssh_config(vm_name=node))
@@ -94,30 +119,11 @@ class VagrantCluster(Cluster):
             raise TransportError(f"vagrant ssh-config printed no Host {node}")
         return hosts[node]
 
-    # -- state ----------------------------------------------------------------
-    def _state(self) -> dict:
-        try:
-            return json.loads(self.state_file.read_text())
-        except FileNotFoundError:
-            return {}
-
-    def _save(self, state: dict) -> None:
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(self.state_file)
-
     def _faults(self) -> dict[str, str]:
-        return dict(self._state().get("faults", {}))
+        return self.state.faults()
 
     def _set_fault(self, node: str, fault: str | None) -> None:
-        state = self._state()
-        faults = state.setdefault("faults", {})
-        if fault is None:
-            faults.pop(node, None)
-        else:
-            faults[node] = fault
-        self._save(state)
+        self.state.set_fault(node, fault)
 
     # -- lifecycle ------------------------------------------------------------
     def up(self) -> None:
@@ -134,9 +140,7 @@ class VagrantCluster(Cluster):
                 self._call(f"provision {name}", v.provision, vm_name=name)
         self._ssh.forget()
         self._ifaces.clear()
-        state = self._state()
-        state["faults"] = {}
-        self._save(state)
+        self.state.update(faults={})
         self._install_probe()
         self.wait_ready()
         self._save_snapshot(v)
@@ -151,15 +155,13 @@ class VagrantCluster(Cluster):
 
     def _save_snapshot(self, v: Any) -> None:
         digest = ops.bundle_digest(bundles_dir(self.lab))
-        state = self._state()
         have = any(self.snapshot in line for line in v.snapshot_list())
-        if have and state.get("snapshot_digest") == digest:
+        if have and self.state.load().get("snapshot_digest") == digest:
             return
         if have:
             self._call("snapshot delete", v.snapshot_delete, self.snapshot)
         self._call("snapshot save", v.snapshot_save, self.snapshot)
-        state["snapshot_digest"] = digest
-        self._save(state)
+        self.state.update(snapshot_digest=digest)
 
     def reset(self) -> None:
         """Restore every VM to the snapshot taken after provisioning (before destructive tests)."""
@@ -170,9 +172,8 @@ class VagrantCluster(Cluster):
         self._ssh.forget()
         self._call("snapshot restore", v.snapshot_restore, self.snapshot)
         self._ssh.forget()
-        state = self._state()
-        state["faults"] = {}
-        self._save(state)
+        self._ifaces.clear()
+        self.state.update(faults={})
         self.wait_ready()
 
     def down(self) -> None:
@@ -180,7 +181,7 @@ class VagrantCluster(Cluster):
         self._ssh.forget()
         v = self._vagrant()
         self._call("destroy", v.destroy)
-        self.state_file.unlink(missing_ok=True)
+        self.state.clear()
 
     def wait_ready(self, nodes: list[str] | None = None, deadline_s: float = READY_S) -> None:
         """Block until the nodes' daemons run and every VIP is where the model says."""
@@ -251,8 +252,7 @@ class VagrantCluster(Cluster):
         if st is None or st.state != "running":
             raise InputError(f"{node} is not running ({st.state if st else 'unknown'}); "
                              "nothing to crash")
-        dotfile = self.root / os.environ.get("VAGRANT_DOTFILE_PATH", ".vagrant")
-        id_file = ops.machine_id_file(dotfile, node, st.provider or "")
+        id_file = ops.machine_id_file(self.dotfile, node, st.provider or "")
         try:
             machine_id = id_file.read_text().strip()
         except FileNotFoundError as exc:

@@ -169,6 +169,9 @@ class SshRunning(Running):
                                        daemon=True)
         self.reader.start()
 
+    def peek(self) -> str:
+        return bytes(self.out).decode(errors="replace")
+
     def stop(self, timeout: float = 10.0) -> Result:
         try:
             self.chan.shutdown_write()  # the command sees EOF on stdin

@@ -1,0 +1,290 @@
+#!/bin/sh
+# apply.sh [BUNDLE]: install one node's rendered mailring bundle on FreeBSD.
+#
+# BUNDLE (default: this script's folder) is what `mailring render --flavour
+# freebsd` wrote for the node: a tree mirroring "/" plus the fragments in
+# usr/local/etc/mailring/. Every address, vhid and name comes from there
+# (node.env and the rendered files); this script holds FreeBSD mechanics only.
+# Idempotent: each step compares first and changes only what differs, so a
+# second run changes nothing and restarts nothing. Run as root.
+set -eu
+
+BUNDLE=${1:-$(dirname "$0")}
+ENV_FILE="$BUNDLE/usr/local/etc/mailring/node.env"
+if [ ! -r "$ENV_FILE" ]; then
+	echo "apply.sh: $ENV_FILE not found; pass the node's folder rendered by" \
+		"'mailring render --flavour freebsd'" >&2
+	exit 2
+fi
+# shellcheck source=/dev/null
+. "$ENV_FILE"
+FRAG="$BUNDLE$MAILRING_ETC"
+CHANGED=" "
+
+say() { printf 'mailring-apply[%s]: %s\n' "$NODE" "$*"; }
+die() { printf 'mailring-apply[%s]: ERROR: %s\n' "$NODE" "$*" >&2; exit 1; }
+mark() { case "$CHANGED" in *" $1 "*) ;; *) CHANGED="$CHANGED$1 " ;; esac; }
+changed() { case "$CHANGED" in *" $1 "*) return 0 ;; esac; return 1; }
+
+[ "$(uname -s)" = FreeBSD ] || die "this script configures FreeBSD nodes only"
+[ "$(id -u)" -eq 0 ] || die "run as root (the Vagrantfile's shell provisioner uses sudo)"
+TMP=$(mktemp -d -t mailring-apply)
+trap 'rm -rf "$TMP"' EXIT
+
+# --- packages --------------------------------------------------------------
+install_packages() {
+	if ! pkg -N >/dev/null 2>&1; then
+		say "bootstrapping pkg"
+		env ASSUME_ALWAYS_YES=yes pkg bootstrap -f
+	fi
+	missing=""
+	for p in $PACKAGES; do
+		pkg info -e "$p" || missing="$missing $p"
+	done
+	if [ -n "$missing" ]; then
+		say "installing:$missing"
+		# shellcheck disable=SC2086 # a list of package names
+		env ASSUME_ALWAYS_YES=yes pkg install -y $missing
+		mark packages
+	fi
+	if [ "$ROLE" = client ]; then
+		# dnspython for the probe, flavoured like the installed python3 (py311-, py312-, ...)
+		py=$(python3 -c 'import sys; print("py%d%d" % sys.version_info[:2])')
+		if ! pkg info -e "$py-dnspython"; then
+			say "installing $py-dnspython"
+			env ASSUME_ALWAYS_YES=yes pkg install -y "$py-dnspython"
+		fi
+	fi
+}
+
+check_dovecot() {
+	[ "$ROLE" = mail ] || return 0
+	v=$(dovecot --version | cut -d' ' -f1)
+	case "$v" in
+	"$DOVECOT_SERIES" | "$DOVECOT_SERIES".*) ;;
+	*) die "Dovecot $v is installed, but this bundle's dovecot.conf is for Dovecot" \
+		"$DOVECOT_SERIES (2.4 needs dovecot_config_version, %{user}, passwd_file_path)." \
+		"Use a box whose pkg repository has Dovecot $DOVECOT_SERIES, or port" \
+		"provision/common/dovecot/dovecot.conf.j2 to $v." ;;
+	esac
+}
+
+# --- files -----------------------------------------------------------------
+owner_of() {
+	case "$1" in
+	"$HAPROXY_CFG" | "$HAPROXY_CERTS"/*) echo haproxy ;;
+	"$POSTFIX_DIR"/*) echo postfix ;;
+	"$DOVECOT_DIR"/users) echo users ;; # passwd-file is re-read on change: no restart
+	"$DOVECOT_DIR"/*) echo dovecot ;;
+	"$NGINX_CONF") echo nginx ;;
+	"$NSD_DIR"/*) echo nsd ;;
+	"$UNBOUND_DIR"/*) echo unbound ;;
+	"$CERTS_DIR"/*) echo certs ;;
+	"$SYSLOG_DIR"/*) echo syslogd ;;
+	*) echo files ;;
+	esac
+}
+
+group_of() { # Dovecot's auth process runs as user dovecot and reads the passwd-file
+	case "$1" in
+	"$DOVECOT_DIR"/users) echo dovecot ;;
+	*) echo wheel ;;
+	esac
+}
+
+install_files() {
+	(cd "$BUNDLE" && find usr -type f) | sort >"$TMP/files"
+	while IFS= read -r rel; do
+		src="$BUNDLE/$rel"
+		dest="/$rel"
+		mode=$(stat -f '%Lp' "$src")
+		group=$(group_of "$dest")
+		if cmp -s "$src" "$dest" && [ "$(stat -f '%Lp:%Sg' "$dest")" = "$mode:$group" ]; then
+			continue
+		fi
+		install -d -m 0755 "$(dirname "$dest")"
+		install -m "$mode" -o root -g "$group" "$src" "$dest"
+		say "installed $dest"
+		mark "$(owner_of "$dest")"
+	done <"$TMP/files"
+}
+
+# --- rc.conf, loader.conf, sysctl.conf ---------------------------------------
+apply_sysrc() { # TARGET_FILE SETTINGS_FILE: name=value lines (value may be "quoted")
+	while IFS= read -r line; do
+		case "$line" in '' | '#'*) continue ;; esac
+		name=${line%%=*}
+		value=${line#*=}
+		value=${value#\"}
+		value=${value%\"}
+		if ! sysrc -f "$1" -c "$name=$value" >/dev/null 2>&1; then
+			sysrc -f "$1" "$name=$value" >/dev/null
+			say "set $name=\"$value\" in $1"
+			mark "${name%%_*}" # haproxy_flags -> haproxy
+		fi
+	done <"$2"
+}
+
+apply_sysctl() { # SETTINGS_FILE: name=value lines for /etc/sysctl.conf and the running kernel
+	while IFS= read -r line; do
+		case "$line" in '' | '#'*) continue ;; esac
+		name=${line%%=*}
+		value=${line#*=}
+		if ! grep -qxF "$line" /etc/sysctl.conf 2>/dev/null; then
+			touch /etc/sysctl.conf
+			grep -v "^$name=" /etc/sysctl.conf >"$TMP/sysctl.conf" || true
+			echo "$line" >>"$TMP/sysctl.conf"
+			cat "$TMP/sysctl.conf" >/etc/sysctl.conf
+			say "set $line in /etc/sysctl.conf"
+		fi
+		if [ "$(sysctl -n "$name")" != "$value" ]; then
+			sysctl "$line" >/dev/null
+			mark sysctl
+		fi
+	done <"$1"
+}
+
+# Keep BLOCK_FILE's lines in FILE between "# mailring-<tag>-begin/end"
+# markers, appended after anything else (so outside Vagrant's block in
+# rc.conf). Returns 0 when FILE changed, 1 when it already matched.
+merge_block() { # FILE TAG BLOCK_FILE
+	begin="# mailring-$2-begin (managed by mailring apply.sh)"
+	end="# mailring-$2-end"
+	touch "$1"
+	sed -n "/^# mailring-$2-begin/,/^# mailring-$2-end/p" "$1" | sed '1d;$d' >"$TMP/current"
+	if cmp -s "$TMP/current" "$3" && grep -q "^# mailring-$2-end" "$1"; then
+		return 1
+	fi
+	sed "/^# mailring-$2-begin/,/^# mailring-$2-end/d" "$1" >"$TMP/merged"
+	{ echo "$begin"; cat "$3"; echo "$end"; } >>"$TMP/merged"
+	cat "$TMP/merged" >"$1"
+	say "updated the mailring-$2 block in $1"
+	return 0
+}
+
+cluster_if() { # the NIC holding this node's cluster address (Vagrant configured it)
+	for i in $(ifconfig -l ether); do
+		if ifconfig "$i" inet | grep -qF "inet $ADDRESS "; then
+			echo "$i"
+			return 0
+		fi
+	done
+	die "no interface holds $ADDRESS (ifconfig -l ether: $(ifconfig -l ether));" \
+		"is the Vagrant private network up?"
+}
+
+setup_carp() {
+	[ "$ROLE" = mail ] || return 0
+	apply_sysrc /boot/loader.conf "$FRAG/loader.conf"
+	kldstat -q -m carp || { kldload carp && say "loaded carp"; }
+	apply_sysctl "$FRAG/sysctl.conf"
+	ifc=$(cluster_if)
+	install -d -m 0755 "$MAILRING_ETC"
+	echo "$ifc" >"$TMP/cluster_if"
+	if ! cmp -s "$TMP/cluster_if" "$MAILRING_ETC/cluster_if"; then
+		install -m 0644 "$TMP/cluster_if" "$MAILRING_ETC/cluster_if"
+	fi
+	sed "s/$IF_PLACEHOLDER/$ifc/g" "$FRAG/carp-aliases.rc.conf" >"$TMP/carp"
+	if merge_block /etc/rc.conf carp "$TMP/carp"; then
+		say "restarting $ifc for its CARP aliases"
+		service netif restart "$ifc"
+		mark carp
+		mark haproxy # its VIP binds went away with the old aliases
+	fi
+}
+
+# --- shared mail store (NFS from the client node) -------------------------------
+setup_store() {
+	if [ "$ROLE" = client ]; then
+		if [ ! -d "$MAIL_STORE" ] || [ "$(stat -f '%u:%g:%Lp' "$MAIL_STORE")" != "$MAIL_UID:$MAIL_UID:770" ]; then
+			install -d -o "$MAIL_UID" -g "$MAIL_UID" -m 0770 "$MAIL_STORE"
+			mark store
+		fi
+		if merge_block /etc/exports mailring "$FRAG/exports"; then mark mountd; fi
+		for s in rpcbind mountd nfsd; do
+			service "$s" status >/dev/null 2>&1 || { service "$s" start && mark "$s"; }
+		done
+		if changed mountd; then service mountd reload; fi
+		return 0
+	fi
+	install -d -m 0755 "$MAIL_STORE"
+	if merge_block /etc/fstab mailring "$FRAG/fstab"; then mark fstab; fi
+	mount -t nfs | grep -q " on $MAIL_STORE (" && return 0
+	n=0
+	until showmount -e "$NFS_SERVER" 2>/dev/null | grep -q "^$MAIL_STORE "; do
+		n=$((n + 1))
+		[ "$n" -le 90 ] || die "$NFS_SERVER does not export $MAIL_STORE after 3 minutes;" \
+			"provision the client node first (the machine list puts it first)"
+		sleep 2
+	done
+	mount "$MAIL_STORE"
+	say "mounted $MAIL_STORE from $NFS_SERVER"
+	mark store
+}
+
+# --- the rest of the base system ---------------------------------------------------
+setup_system() {
+	merge_block /etc/hosts mailring "$FRAG/hosts" || true
+	if changed certs; then certctl rehash && say "rehashed the trust store"; fi
+	if [ -n "${SUDO_USER:-}" ]; then
+		# The vagrant driver quotes commands for sh; official boxes log in with csh.
+		case "$(pw usershow "$SUDO_USER" | cut -d: -f10)" in
+		*csh) pw usermod "$SUDO_USER" -s /bin/sh && say "login shell of $SUDO_USER is now /bin/sh" ;;
+		esac
+	fi
+	if [ "$ROLE" = mail ]; then
+		mkdir -p /usr/local/etc/mail
+		if ! cmp -s /usr/local/share/postfix/mailer.conf.postfix /usr/local/etc/mail/mailer.conf; then
+			install -m 0644 /usr/local/share/postfix/mailer.conf.postfix /usr/local/etc/mail/mailer.conf
+			say "mailwrapper now runs Postfix"
+		fi
+		[ -e "$LOG_DIR/haproxy.log" ] || { install -m 0600 /dev/null "$LOG_DIR/haproxy.log" && mark syslogd; }
+		if changed syslogd; then service syslogd reload; fi
+		if changed sendmail; then service sendmail onestop >/dev/null 2>&1 || true; fi
+		[ -d "$WEBMAIL_STATE" ] || install -d -o www -g www -m 0755 "$WEBMAIL_STATE"
+	else
+		mkdir -p "$NSD_STATE"
+		if service local_unbound onestatus >/dev/null 2>&1; then service local_unbound onestop; fi
+	fi
+}
+
+# --- daemons -------------------------------------------------------------------
+check_configs() {
+	if [ "$ROLE" = mail ]; then
+		haproxy -c -q -f "$HAPROXY_CFG" || die "haproxy rejects $HAPROXY_CFG"
+		postfix check || die "postfix check failed"
+		doveconf -n -c "$DOVECOT_DIR/dovecot.conf" >/dev/null || die "doveconf rejects $DOVECOT_DIR/dovecot.conf"
+		nginx -t -q -c "$NGINX_CONF" || die "nginx rejects $NGINX_CONF"
+	else
+		nsd-checkconf "$NSD_DIR/nsd.conf" || die "nsd-checkconf rejects $NSD_DIR/nsd.conf"
+		unbound-checkconf "$UNBOUND_DIR/unbound.conf" >/dev/null || die "unbound-checkconf rejects the config"
+	fi
+}
+
+start_services() {
+	for s in $SERVICES; do
+		if changed "$s"; then
+			say "restarting $s"
+			service "$s" restart
+		elif ! service "$s" status >/dev/null 2>&1; then
+			say "starting $s"
+			service "$s" start
+			mark "$s"
+		fi
+	done
+}
+
+install_packages
+check_dovecot
+apply_sysrc /etc/rc.conf "$FRAG/rc.sysrc"
+setup_carp
+setup_store
+install_files
+setup_system
+check_configs
+start_services
+if [ "$CHANGED" = " " ]; then
+	say "nothing to change"
+else
+	say "changed:$CHANGED"
+fi

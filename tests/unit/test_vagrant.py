@@ -1,0 +1,419 @@
+"""The vagrant driver without a VM: parsers on recorded outputs, the driver's logic over fakes,
+its SSH transport against an in-process paramiko server, and the Vagrantfile under
+``vagrant validate`` (skipped when vagrant is not installed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mailring.cluster import Result, TransportError
+from mailring.drivers.vagrant import cluster as vcluster
+from mailring.drivers.vagrant import ops
+from mailring.drivers.vagrant.cluster import VagrantCluster
+from mailring.drivers.vagrant.machines import machine_list, render_lab
+from mailring.drivers.vagrant.parse import (
+    MachineStatus,
+    VagrantOutputError,
+    carp_masters,
+    interface_of,
+    parse_ifconfig,
+    parse_machine_status,
+    parse_ssh_config,
+)
+from mailring.drivers.vagrant.ssh import Ssh, connect_kwargs, remote_command
+from mailring.drivers.vagrant.state import LabState
+from mailring.errors import InputError
+from mailring.topology import load
+
+REPO = Path(__file__).resolve().parents[1].parent
+DATA = Path(__file__).parent / "data" / "vagrant"
+TOPO = load(REPO / "fixtures" / "topology.yaml")
+VHIDS = {v.vhid: str(v.address) for v in TOPO.vips}
+
+
+def data(name: str) -> str:
+    return (DATA / name).read_text()
+
+
+def vips_of_vhids(*vhids: int) -> list[str]:
+    return [VHIDS[v] for v in vhids]
+
+
+# -- parsers ------------------------------------------------------------------
+def test_ifconfig_14x_with_peer_lines() -> None:
+    ifaces = parse_ifconfig(data("ifconfig-mail01-14.3-virtualbox.txt"))
+    assert list(ifaces) == ["em0", "em1", "lo0"]
+    em1 = interface_of(ifaces, str(TOPO.node("mail01").address))
+    assert em1 is not None and em1.name == "em1" and em1.up
+    assert interface_of(ifaces, VHIDS[1]) is None  # a CARP alias is not the node's address
+    assert sorted(em1.carp) == sorted(VHIDS)
+    assert em1.carp[1].state == "MASTER" and em1.carp[3].advskew == 20
+    assert all(vhid is not None for addr, vhid in em1.inet if addr in VHIDS.values())
+    assert carp_masters(em1, VHIDS) == vips_of_vhids(1, 2)
+    assert not ifaces["em0"].carp
+
+
+def test_ifconfig_13x_libvirt_without_peer_lines() -> None:
+    ifaces = parse_ifconfig(data("ifconfig-mail03-13.2-libvirt.txt"))
+    vt = interface_of(ifaces, str(TOPO.node("mail03").address))
+    assert vt is not None and vt.name == "vtnet1"
+    assert carp_masters(vt, VHIDS) == vips_of_vhids(4, 5, 6)
+
+
+def test_ifconfig_of_an_isolated_node_holds_nothing() -> None:
+    ifaces = parse_ifconfig(data("ifconfig-mail04-isolated-14.3.txt"))
+    em1 = interface_of(ifaces, str(TOPO.node("mail04").address))
+    assert em1 is not None and not em1.up
+    assert {st.state for st in em1.carp.values()} == {"INIT"}
+    assert carp_masters(em1, VHIDS) == []
+
+
+def test_machine_status_recorded_from_vagrant_here() -> None:
+    st = parse_machine_status(data("status-libvirt-not-created.txt"))
+    assert set(st) == set(TOPO.nodes)
+    assert {s.state for s in st.values()} == {"not_created"}
+    assert {s.provider for s in st.values()} == {"libvirt"}
+
+
+def test_machine_status_states_and_escapes() -> None:
+    st = parse_machine_status(data("status-virtualbox-mixed.txt"))
+    assert {n: s.state for n, s in st.items()} == {
+        "client01": "running", "mail01": "running", "mail02": "poweroff", "mail03": "aborted"}
+    lv = parse_machine_status(data("status-libvirt-mixed.txt"))
+    assert lv["mail04"] == MachineStatus("mail04", "poweroff", "libvirt")  # libvirt's shutoff
+    assert lv["mail05"].state == "running"
+
+
+def test_machine_status_error_is_raised_with_vagrants_message() -> None:
+    with pytest.raises(VagrantOutputError, match="mail9' was not found configured for\nthis"):
+        parse_machine_status(data("status-error.txt"))
+
+
+def test_ssh_config_blocks_and_connect_arguments() -> None:
+    hosts = parse_ssh_config(data("ssh-config-virtualbox.txt"))
+    assert list(hosts) == ["mail01", "mail02"]
+    assert hosts["mail02"]["IdentityFile"].endswith("My Projects/mailring/.vagrant/machines/"
+                                                    "mail02/virtualbox/private_key")
+    kw = connect_kwargs(hosts["mail01"])
+    assert (kw["hostname"], kw["port"], kw["username"]) == ("127.0.0.1", 2200, "vagrant")
+    assert kw["timeout"] <= 10 and kw["look_for_keys"] is False
+    lv = parse_ssh_config(data("ssh-config-libvirt.txt"))["client01"]
+    assert connect_kwargs(lv)["port"] == 22
+
+
+# -- pure operations ----------------------------------------------------------
+def test_service_crash_and_log_commands() -> None:
+    assert ops.service_argvs("webmail", start=False) == [["service", "nginx", "onestop"]]
+    assert ops.service_argvs("haproxy", start=False) == [["service", "haproxy", "onehardstop"]]
+    assert ops.service_argvs("dns", start=True) == [["service", "nsd", "onestart"],
+                                                    ["service", "unbound", "onestart"]]
+    assert ops.service_argvs("carp", start=False) == [["sysctl", "net.inet.carp.allow=0"]]
+    assert ops.crash_argv("virtualbox", "abc") == ["VBoxManage", "controlvm", "abc", "poweroff"]
+    assert ops.crash_argv("libvirt", "u-u-i-d") == ["virsh", "-c", "qemu:///system", "destroy",
+                                                    "u-u-i-d"]
+    with pytest.raises(InputError):
+        ops.check_role("client01", "client", "postfix")
+    assert ops.log_paths("dns", "/var/log") == ["/var/log/nsd.log", "/var/log/unbound.log"]
+    assert ops.carp_lines("a\nMay 1 kernel: carp: 1@em1: BACKUP -> MASTER\n") == \
+        "May 1 kernel: carp: 1@em1: BACKUP -> MASTER\n"
+
+
+def test_remote_command_quotes_for_sh() -> None:
+    cmd = remote_command(["sh", "-c", 'echo "$1"', "sh", "it's"])
+    assert cmd.startswith("sudo -n env PATH=/sbin:")
+    res = subprocess.run(["sh", "-c", cmd.split(" ", 4)[4]], capture_output=True, text=True)
+    assert res.stdout == "it's\n"
+
+
+def test_machine_list_puts_the_client_first(tmp_path: Path) -> None:
+    roots = {n: tmp_path / n for n in TOPO.nodes}
+    ml = machine_list(TOPO, roots, "mailring")
+    names = [m["name"] for m in ml["machines"]]
+    assert names[0] == TOPO.client.name and sorted(names) == sorted(TOPO.nodes)
+    m1 = next(m for m in ml["machines"] if m["name"] == "mail01")
+    assert m1["address"] == str(TOPO.node("mail01").address)
+    assert m1["netmask"] == str(TOPO.network.netmask)
+    assert m1["boxes"] == TOPO.vagrant.boxes and m1["memory"] == TOPO.vagrant.memory
+    assert Path(m1["bundle"]).is_absolute()
+
+
+def test_render_lab_refuses_a_node_outside_a_vhid(tmp_path: Path) -> None:
+    text = (REPO / "fixtures" / "topology.yaml").read_text()
+    path = tmp_path / "t.yaml"
+    path.write_text(text.replace("mail02: 100, mail04: 140, mail03: 180}", "mail02: 100}", 1))
+    with pytest.raises(InputError, match="mail03 takes part in no vhid"):
+        render_lab(load(path), "t", build=tmp_path)
+
+
+def test_driver_module_imports_without_python_vagrant_and_paramiko() -> None:
+    code = ("import sys; sys.modules['vagrant'] = None; sys.modules['paramiko'] = None\n"
+            "from mailring.cluster import driver_class\n"
+            "from mailring.topology import load\n"
+            f"c = driver_class('vagrant')(load({str(REPO / 'fixtures/topology.yaml')!r}))\n"
+            "print(c.probe_argv())")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "probe.py" in res.stdout
+
+
+# -- the driver over fakes ----------------------------------------------------
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[VagrantCluster, list]:
+    """A VagrantCluster whose VMs are recorded outputs: mail02 powered off, mail04 isolated."""
+    c = VagrantCluster(TOPO, lab="unit")
+    c.state = LabState(tmp_path / "state.json")
+    machines = {n: MachineStatus(n, "running", "virtualbox") for n in TOPO.nodes}
+    machines["mail02"] = MachineStatus("mail02", "poweroff", "virtualbox")
+    ifconfig = {"mail01": data("ifconfig-mail01-14.3-virtualbox.txt"),
+                "mail03": data("ifconfig-mail03-13.2-libvirt.txt"),
+                "mail04": data("ifconfig-mail04-isolated-14.3.txt")}
+    calls: list[tuple[str, list[str]]] = []
+
+    def run(node: str, argv: list[str], timeout: float = 60.0, input: str | None = None) -> Result:
+        calls.append((node, argv))
+        if argv == ["ifconfig"]:
+            return Result(argv, 0, ifconfig.get(node, ""), "")
+        if argv[-1] == "onestatus":
+            return Result(argv, 0 if argv[1] != "nginx" else 1, "", "")
+        return Result(argv, 0, "", "")
+
+    monkeypatch.setattr(c, "_machines", lambda: machines)
+    monkeypatch.setattr(c, "run", run)
+    c._set_fault("mail02", "crashed")
+    c._set_fault("mail04", "isolated")
+    return c, calls
+
+
+def test_status_reads_carp_masters_and_faults(fake: tuple[VagrantCluster, list]) -> None:
+    c, _ = fake
+    st = c.status()
+    states = {n: s.state for n, s in st.nodes.items()}
+    assert states["mail01"] == "up" and states["mail02"] == "crashed"
+    assert states["mail04"] == "isolated" and states["client01"] == "up"
+    for vhid in (1, 2):
+        assert st.holders[VHIDS[vhid]] == ["mail01"]
+    for vhid in (4, 5, 6):
+        assert st.holders[VHIDS[vhid]] == ["mail03"]
+    assert st.holders[VHIDS[3]] == [] and st.faults == {"mail02": "crashed", "mail04": "isolated"}
+
+
+def test_services_isolate_and_heal(fake: tuple[VagrantCluster, list]) -> None:
+    c, calls = fake
+    c.stop_service("mail01", "haproxy")
+    c.start_service("mail01", "webmail")  # nginx reports not running: it is started
+    c.start_service("mail01", "postfix")  # postfix reports running: nothing to do
+    c.stop_service("mail03", "carp")
+    assert [a for _, a in calls] == [
+        ["service", "haproxy", "onestatus"], ["service", "haproxy", "onehardstop"],
+        ["service", "nginx", "onestatus"], ["service", "nginx", "onestart"],
+        ["service", "postfix", "onestatus"], ["sysctl", "net.inet.carp.allow=0"]]
+    with pytest.raises(InputError):
+        c.stop_service("mail01", "dns")
+    with pytest.raises(InputError, match="not isolated"):
+        c.heal("mail01")
+    calls.clear()
+    c.isolate("mail03")
+    assert calls[-1] == ("mail03", ["ifconfig", "vtnet1", "down"])
+    c.heal("mail03")
+    assert calls[-1] == ("mail03", ["ifconfig", "vtnet1", "up"])
+    assert "mail03" not in c._faults()
+
+
+def test_crash_powers_the_vm_off(fake: tuple[VagrantCluster, list], tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    c, _ = fake
+    monkeypatch.setattr(VagrantCluster, "dotfile", property(lambda self: tmp_path / ".vagrant"))
+    id_file = tmp_path / ".vagrant/machines/mail05/virtualbox/id"
+    id_file.parent.mkdir(parents=True)
+    id_file.write_text("1b2c-uuid\n")
+    seen = []
+
+    def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess:
+        seen.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(vcluster.subprocess, "run", run)
+    c.crash("mail05")
+    assert seen == [["VBoxManage", "controlvm", "1b2c-uuid", "poweroff"]]
+    assert c._faults()["mail05"] == "crashed"
+    with pytest.raises(InputError, match="not running"):
+        c.crash("mail02")
+
+
+def test_labs_keep_their_machines_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VAGRANT_DOTFILE_PATH", raising=False)
+    default = VagrantCluster(TOPO)
+    assert default.dotfile == default.root / ".vagrant"  # a plain `vagrant ssh mail03` works
+    other = VagrantCluster(TOPO, lab="mailring-gw1")
+    assert other.dotfile.parts[-3:] == ("build", "mailring-gw1", ".vagrant")
+    assert other._env()["VAGRANT_DOTFILE_PATH"] == str(other.dotfile)
+    assert other.snapshot != default.snapshot
+
+
+# -- the SSH transport against a real SSH server (paramiko, in this process) ----
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory):
+    paramiko = pytest.importorskip("paramiko")
+    host_key = paramiko.RSAKey.generate(2048)
+    user_key = paramiko.RSAKey.generate(2048)
+    key_file = tmp_path_factory.mktemp("ssh") / "id_rsa"
+    user_key.write_private_key_file(str(key_file))
+    transports: list = []
+
+    class Server(paramiko.ServerInterface):
+        def get_allowed_auths(self, username: str) -> str:
+            return "publickey"
+
+        def check_auth_publickey(self, username: str, key) -> int:
+            ok = key.get_base64() == user_key.get_base64()
+            return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
+
+        def check_channel_request(self, kind: str, chanid: int) -> int:
+            return paramiko.OPEN_SUCCEEDED
+
+        def check_channel_exec_request(self, channel, command: bytes) -> bool:
+            threading.Thread(target=execute, args=(channel, command.decode()), daemon=True).start()
+            return True
+
+    def execute(channel, command: str) -> None:
+        assert command.startswith("sudo -n ")  # a passwordless sudo, as on Vagrant boxes
+        proc = subprocess.Popen(["sh", "-c", command[len("sudo -n "):]], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+        def feed() -> None:
+            while data := channel.recv(4096):
+                proc.stdin.write(data)
+                proc.stdin.flush()
+            proc.stdin.close()
+
+        threading.Thread(target=feed, daemon=True).start()
+        err = threading.Thread(target=lambda: channel.sendall_stderr(proc.stderr.read()))
+        err.start()
+        try:
+            while data := proc.stdout.read1(4096):
+                channel.sendall(data)
+            err.join()
+            channel.send_exit_status(proc.wait())
+        except OSError:  # the client hung up (a timeout test)
+            proc.kill()
+        channel.close()
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                return
+            t = paramiko.Transport(sock)
+            t.add_server_key(host_key)
+            t.start_server(server=Server())
+            transports.append(t)
+
+    threading.Thread(target=serve, daemon=True).start()
+    conf = {"HostName": "127.0.0.1", "Port": str(listener.getsockname()[1]), "User": "vagrant",
+            "IdentityFile": str(key_file)}
+    yield conf, transports
+    listener.close()
+    for t in transports:
+        t.close()
+
+
+def test_ssh_runs_commands_and_reuses_one_connection(sshd) -> None:
+    conf, _ = sshd
+    ssh = Ssh(lambda node: conf)
+    res = ssh.run("mail01", ["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (res.rc, res.stdout, res.stderr) == (3, "out\n", "err\n")
+    first = ssh._clients["mail01"].get_transport()
+    assert ssh.run("mail01", ["cat"], input="hello\n").stdout == "hello\n"
+    assert ssh._clients["mail01"].get_transport() is first
+    ssh.forget()
+
+
+def test_ssh_timeouts_and_dead_hosts_are_transport_errors(sshd) -> None:
+    conf, _ = sshd
+    ssh = Ssh(lambda node: conf)
+    with pytest.raises(TransportError, match="did not finish"):
+        ssh.run("mail01", ["sleep", "5"], timeout=0.5)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    dead = Ssh(lambda node: {**conf, "Port": str(closed_port)})
+    with pytest.raises(TransportError, match="cannot connect"):
+        dead.run("mail02", ["true"])
+    ssh.forget()
+
+
+def test_ssh_running_command_stops_on_eof(sshd) -> None:
+    conf, _ = sshd
+    ssh = Ssh(lambda node: conf)
+    running = ssh.start("client01", ["sh", "-c", "echo started; cat; echo done"])
+    for _ in range(100):
+        if running.peek():
+            break
+        time.sleep(0.05)
+    assert running.peek() == "started\n"
+    res = running.stop(timeout=5)
+    assert (res.rc, res.stdout) == (0, "started\ndone\n")
+    ssh.forget()
+
+
+# -- the Vagrantfile under `vagrant validate` -----------------------------------
+@pytest.fixture(scope="module")
+def vagrant_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    if shutil.which("vagrant") is None:
+        pytest.skip("vagrant is not installed (apt-get install vagrant vagrant-libvirt)")
+    build = tmp_path_factory.mktemp("build")
+    listing = render_lab(TOPO, "unit", build=build)
+    assert json.loads(listing.read_text())["machines"][0]["name"] == TOPO.client.name
+    work = tmp_path_factory.mktemp("vagrant")  # so `vagrant` leaves no .vagrant/ in the repo
+    shutil.copy(REPO / "Vagrantfile", work / "Vagrantfile")
+    env = {**os.environ, "MAILRING_VAGRANT_JSON": str(listing)}
+    return work, env
+
+
+def validate(work: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["vagrant", "validate", *args], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_vagrantfile_validates_for_libvirt(vagrant_dir) -> None:
+    work, env = vagrant_dir
+    res = validate(work, {**env, "VAGRANT_DEFAULT_PROVIDER": "libvirt"})
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_vagrantfile_validates_for_virtualbox_ignoring_the_provider(vagrant_dir) -> None:
+    work, env = vagrant_dir  # VirtualBox is not in Debian 12: its own checks cannot run here
+    res = validate(work, {**env, "VAGRANT_DEFAULT_PROVIDER": "virtualbox"}, "--ignore-provider")
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_a_typo_in_a_provider_option_fails_validation(vagrant_dir, tmp_path: Path) -> None:
+    work, env = vagrant_dir
+    text = (work / "Vagrantfile").read_text()
+    assert "lv.cpus = " in text
+    (tmp_path / "Vagrantfile").write_text(text.replace("lv.cpus = ", "lv.cpuz = "))
+    res = validate(tmp_path, {**env, "VAGRANT_DEFAULT_PROVIDER": "libvirt"})
+    assert res.returncode != 0 and "cpuz" in res.stdout + res.stderr
+
+
+def test_a_missing_machine_list_is_one_line_naming_the_command(vagrant_dir, tmp_path) -> None:
+    work, env = vagrant_dir
+    res = validate(work, {**env, "MAILRING_VAGRANT_JSON": str(tmp_path / "none.json")})
+    lines = (res.stdout + res.stderr).strip().splitlines()
+    assert res.returncode != 0 and len(lines) == 1
+    assert "mailring render --flavour freebsd" in lines[0]

@@ -19,16 +19,16 @@ from mailring.topology import DEFAULT_TOPOLOGY, load
 from mailring.topology.generate import write_ring
 
 
-def lab_rss_mib(lab: str) -> float:
-    """Resident memory of every process in the lab's namespaces, MiB."""
+def lab_pss_mib(lab: str) -> float:
+    """Proportional set size (shared pages split among sharers) of the lab's processes, MiB."""
     total = 0
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     for ns in (line.split()[0] for line in out.splitlines() if line.startswith(f"mr-{lab}-")):
         pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
         for pid in pids:
             try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
                         total += int(line.split()[1])
             except FileNotFoundError:
                 pass
@@ -44,7 +44,7 @@ def bench(topology_path: Path, runs: int, lab: str) -> None:
             t = time.perf_counter()
             cluster.up()
             ups.append(time.perf_counter() - t)
-            rss.append(lab_rss_mib(lab))
+            rss.append(lab_pss_mib(lab))
             t = time.perf_counter()
             cluster.down()
             downs.append(time.perf_counter() - t)
@@ -54,7 +54,7 @@ def bench(topology_path: Path, runs: int, lab: str) -> None:
     for what, xs in (("up", ups), ("down", downs)):
         print(f"{name:28s} {what:5s} median {statistics.median(xs):6.2f} s  "
               f"min {min(xs):6.2f}  max {max(xs):6.2f}  ({runs} runs)")
-    print(f"{name:28s} peak RSS of the lab's processes {max(rss):.0f} MiB")
+    print(f"{name:28s} peak PSS of the lab's processes {max(rss):.0f} MiB")
 
 
 def main() -> None:

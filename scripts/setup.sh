@@ -11,7 +11,7 @@ APT_PACKAGES=(
   iproute2 util-linux mount socat openssl ca-certificates
   python3 python3-yaml python3-dnspython
   swaks dnsutils curl iputils-arping
-  shellcheck vagrant
+  shellcheck vagrant vagrant-libvirt
 )
 
 if [ "$(id -u)" -ne 0 ]; then

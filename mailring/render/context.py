@@ -15,6 +15,15 @@ from typing import Any
 from mailring.topology import Node, Service, Topology, Vip
 
 MAIL_UID = 5000  # owner of the shared mail store (Postfix virtual + Dovecot userdb)
+# The User-Agent of HAProxy's HTTP health checks; the webmail backend does not log them.
+HAPROXY_CHECK_AGENT = "mailring-haproxy-check"
+# HAProxy's tcplog / httplog formats plus %bi:%bp (the source address and port of
+# HAProxy's connection to the server), which mailring.logparse reads as backend_source.
+HAPROXY_LOG_FORMAT = {
+    "tcp": "%ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt %B %ts %ac/%fc/%bc/%sc/%rc %sq/%bq %bi:%bp",
+    "http": "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc %ac/%fc/%bc/%sc/%rc "
+            "%sq/%bq %bi:%bp %hr %hs %{+Q}r",
+}
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,11 @@ def carp_password_file(topo: Topology) -> str:
 def node_context(topo: Topology, node: Node, paths: dict[str, str], flavour: str) -> dict[str, Any]:
     """The template context for ``node`` under ``flavour`` with its filesystem ``paths``."""
     mail = topo.mail_nodes
-    runs: list[tuple[Vip, int]] = [(v, v.skew_of(node.name) or 0) for v in topo.vips_run_by(node.name)]
+    def rank(v: Vip) -> int:
+        return -1 if node.name == v.owner else [n for n, _ in v.backups].index(node.name)
+
+    runs: list[tuple[Vip, int, int]] = [(v, v.skew_of(node.name) or 0, rank(v))
+                                        for v in topo.vips_run_by(node.name)]
     daemons = {s.daemon for s in topo.services.values() if s.daemon}
     return {
         "topo": topo,
@@ -75,7 +88,7 @@ def node_context(topo: Topology, node: Node, paths: dict[str, str], flavour: str
         "peers": [n for n in mail if n.name != node.name],
         "client": topo.client,
         "vips": topo.vips,
-        "carp_runs": runs,  # (vip, this node's advskew) for every vhid it takes part in
+        "carp_runs": runs,  # (vip, this node's advskew, its backup rank or -1) per vhid it runs
         "services": topo.services,
         "daemon_services": {d: [s for s in topo.services.values() if s.daemon == d] for d in daemons},
         "backends": backends(topo),
@@ -84,5 +97,7 @@ def node_context(topo: Topology, node: Node, paths: dict[str, str], flavour: str
         "mail_uid": MAIL_UID,
         "cluster_addresses": [n.address for n in mail],
         "haproxy": topo.haproxy,
+        "haproxy_check_agent": HAPROXY_CHECK_AGENT,
+        "haproxy_log_format": HAPROXY_LOG_FORMAT,
         "zone": topo.dns.zone,
     }

@@ -19,6 +19,7 @@ class Node:
     name: str
     role: str  # "mail" or "client"
     address: IPv4Address
+    aliases: tuple[IPv4Address, ...] = ()  # more addresses of the host on the cluster network
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,14 @@ class Topology:
     def expected_owners(self, failed: Iterable[str] = ()) -> dict[str, str | None]:
         down = frozenset(failed)
         return {str(v.address): self.expected_owner(v, down) for v in self.vips}
+
+    def takeover_rank(self, vip: Vip | str | IPv4Address, failed: Iterable[str] = ()) -> int:
+        """Which backup takes ``vip`` over when ``failed`` are down: 0 = the first backup,
+        -1 = the owner keeps it (or nobody can)."""
+        v = vip if isinstance(vip, Vip) else self.vip(vip)
+        owner = self.expected_owner(v, failed)
+        names = [n for n, _ in v.backups]
+        return names.index(owner) if owner in names else -1
 
     def load(self, failed: Iterable[str] = ()) -> dict[str, int]:
         """VIPs per live mail node under the model, for a set of failed nodes."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from mailring.cluster import Cluster, NodeStatus, Result, Running, Status, TransportError
 from mailring.drivers.lab import control, netns, preflight
 from mailring.drivers.lab.names import LabNames
-from mailring.drivers.lab.ready import wait_owners, wait_ready
+from mailring.drivers.lab.ready import wait_owners, wait_ready, wait_services
 from mailring.errors import InputError
 from mailring.render import render
 from mailring.render.context import MAIL_UID
@@ -218,13 +218,18 @@ class LabCluster(Cluster):
         if _netns_pids(self.names.netns(node)):
             raise InputError(f"{node} is running; crash it before booting it")
         netns.link(self.names.netns(node), up=True)
-        self._start_init(node)
+        carp = ("carp", "carp-backup") if self.topology.nodes[node].role == "mail" else ()
+        self._start_init(node, hold=carp)
         self._set_fault(node, None)
         deadline = time.monotonic() + 10
         while not self.names.control(node).exists() or not _fresh(self.names.control(node)):
             if time.monotonic() > deadline:
                 raise TransportError(f"{node}: init did not come up; see {self.names.disk(node)}/init.log")
             time.sleep(0.02)
+        if carp:  # CARP only once the node can serve (FreeBSD: net.inet.carp.allow=0 until ready)
+            wait_services(self, node)
+            for group in carp:
+                control.call(self.names.control(node), "start", group)
 
     def _services(self, node: str, op: str, service: str | None = None) -> dict:
         self._init_pid(node)

@@ -7,6 +7,7 @@ fails at once, naming the node, the daemon and the last lines of its log.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
@@ -66,6 +67,36 @@ def wait_owners(cluster: LabCluster, deadline_s: float) -> None:
             _daemons(cluster, node)
 
     _poll(check, deadline_s, f"lab {cluster.lab}: first CARP election")
+
+
+def wait_services(cluster: LabCluster, node: str, deadline_s: float = 20.0) -> None:
+    """Block until a node's own daemons answer on its address and its HAProxy sees them UP.
+
+    The lab's counterpart of FreeBSD's net.inet.carp.allow=0 until services are
+    ready: CARP starts only after this, so a booting owner never takes its VIPs
+    back before it can serve them.
+    """
+    topo = cluster.topology
+    me = topo.nodes[node]
+    plain = [s for s in topo.services.values() if s.daemon]
+    targets = [{"name": s.name, "host": str(me.address), "port": s.port, "protocol": s.protocol,
+                "timeout": 1.0} for s in plain]
+    req = json.dumps({"kind": "sweep", "targets": targets})
+
+    def check() -> None:
+        _daemons(cluster, node)
+        res = cluster.run(node, cluster.probe_argv() + [req], timeout=10)
+        answer = json.loads(res.stdout or "{}")
+        down = [n for n, r in answer.get("results", {}).items() if not r.get("ok")]
+        if not answer.get("results") or down:
+            raise NotReady(f"{node}: not answering yet: {down or res.stderr.strip()}")
+        state = cluster.haproxy_command(node, "show servers state")
+        local = [line.split() for line in state.splitlines()
+                 if len(line.split()) > 5 and line.split()[3] == node]
+        if not local or any(f[5] != "2" for f in local):  # srv_op_state 2 = RUNNING
+            raise NotReady(f"{node}: HAProxy does not see all its local servers UP yet")
+
+    _poll(check, deadline_s, f"{node}: services before CARP")
 
 
 def _poll(check, deadline_s: float, what: str) -> None:

@@ -1,0 +1,80 @@
+"""Helpers for tests that watch services through a fault with a probe timeline."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailring.checks import CheckError
+from mailring.checks.outage import outage_windows, require_samples
+from mailring.checks.wait import NotYet, eventually
+from mailring.client import target
+from mailring.outages import Outage
+
+if TYPE_CHECKING:
+    from mailring.client import Op, Timeline
+    from mailring.topology import Topology
+
+HZ = 20
+PROBE_TIMEOUT_S = 0.5
+WATCHED = ("smtp", "pop3", "imap")
+
+
+def targets_for(topo: Topology, vips: list[str], services: tuple[str, ...] = WATCHED) -> list[dict]:
+    """A banner target per (service, VIP), named '<service>@<VIP>'."""
+    return [target(vip, topo.services[s].port, topo.services[s].protocol, name=f"{s}@{vip}")
+            for vip in vips for s in services]
+
+
+def margin_s(topo: Topology) -> float:
+    """What a measured outage may exceed CARP's bound by: ucarp's one-second timer tick
+    (one advbase), one probe timeout and one sampling period, plus scheduling slack."""
+    return topo.advbase + PROBE_TIMEOUT_S + 1 / HZ + 0.25
+
+
+def wait_sampling(tl: Timeline, names: list[str], minimum: int = 3) -> None:
+    """Block until every target has `minimum` successful attempts (the probe is running)."""
+
+    def check() -> None:
+        ops = tl.so_far()
+        short = [n for n in names if sum(1 for o in ops if o.target == n and o.ok) < minimum]
+        if short:
+            raise NotYet(f"targets without {minimum} ok samples yet: {short}")
+
+    eventually(check, 15, "probe timeline sampling every target")
+
+
+def wait_recovered(tl: Timeline, names: list[str], since: float, deadline_s: float,
+                   must_fail: bool = True) -> None:
+    """Block until every target answers again after `since` (having failed, if must_fail)."""
+
+    def check() -> None:
+        ops = tl.so_far()
+        pending = []
+        for n in names:
+            mine = [o for o in ops if o.target == n and o.t >= since]
+            failed = any(not o.ok for o in mine)
+            if not mine or not mine[-1].ok or (must_fail and not failed):
+                last = mine[-1] if mine else None
+                pending.append(f"{n}: last {last.type + ' ' + (last.error or '') if last else 'none'}")
+        if pending:
+            raise NotYet("; ".join(pending))
+
+    eventually(check, deadline_s, "every watched service answering again")
+
+
+def outages_of(ops: list[Op], names: list[str], since: float, test: str, fault: str,
+               bound_s: dict[str, float]) -> list[Outage]:
+    """One Outage row per target: its single window after `since` (0 ms when it saw none)."""
+    rows = []
+    for n in names:
+        require_samples(ops, n, 10)
+        windows = [w for w in outage_windows(ops, n) if w.first_fail >= since]
+        if len(windows) > 1:
+            raise CheckError(f"{n}: {len(windows)} separate outages after {fault}, expected at most one: "
+                             + "; ".join(f"{w.first_fail - since:+.2f}s..{w.last_fail - since:+.2f}s "
+                                         f"({sorted(set(w.errors))[:2]})" for w in windows))
+        service, vip = n.split("@")
+        w = windows[0] if windows else None
+        ms = 0.0 if w is None else (None if w.duration is None else w.duration * 1000)
+        rows.append(Outage(test, fault, vip, service, ms, bound_s[vip] * 1000, w.attempts if w else 0))
+    return rows

@@ -1,0 +1,95 @@
+"""The nemesis: faults heal in reverse order, never twice, and never double-fault a target."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailring.nemesis import Crash, HaproxyState, Nemesis, StopService, set_server_state
+from mailring.outages import Outage, OutageLog, merge, table
+from mailring.topology import load
+
+
+class Recorder:
+    """Stands in for a Cluster in these pure tests: it records what the nemesis asks."""
+
+    def __init__(self) -> None:
+        self.topology = load()
+        self.calls: list[tuple] = []
+        self.fail_on: str | None = None
+
+    def __getattr__(self, name: str):
+        def call(*args):
+            self.calls.append((name, *args))
+            if name == self.fail_on:
+                raise RuntimeError(f"{name} failed")
+            return ""
+
+        return call
+
+
+def test_faults_heal_in_reverse_order() -> None:
+    c = Recorder()
+    with Nemesis(c) as nem:  # type: ignore[arg-type]
+        nem.crash("mail01")
+        nem.stop("mail02", "postfix")
+    assert c.calls == [("crash", "mail01"), ("stop_service", "mail02", "postfix"),
+                       ("start_service", "mail02", "postfix"), ("boot", "mail01")]
+
+
+def test_double_fault_on_one_target_is_refused() -> None:
+    nem = Nemesis(Recorder())  # type: ignore[arg-type]
+    nem.crash("mail01")
+    with pytest.raises(RuntimeError, match="already disrupting mail01"):
+        nem.crash("mail01")
+    with pytest.raises(RuntimeError, match="already disrupting"):
+        nem.stop("mail01", "postfix")  # a crashed node has no service to stop
+    nem.stop("mail02", "postfix")  # another target is fine
+
+
+def test_heal_all_keeps_going_and_reports_errors() -> None:
+    c = Recorder()
+    nem = Nemesis(c)  # type: ignore[arg-type]
+    nem.apply(Crash("mail01"))
+    nem.apply(StopService("mail02", "dovecot"))
+    c.fail_on = "start_service"
+    errors = nem.heal_all()
+    assert errors and "dovecot" in errors[0]
+    assert ("boot", "mail01") in c.calls and not nem.active
+
+
+def test_heal_of_a_fault_not_started_is_an_error() -> None:
+    nem = Nemesis(Recorder())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="not started"):
+        nem.heal(Crash("mail03"))
+
+
+def test_drain_uses_the_runtime_api_per_service() -> None:
+    c = Recorder()
+    nem = Nemesis(c)  # type: ignore[arg-type]
+    fault = nem.apply(HaproxyState("mail03", ("imap", "pop3"), "drain"))
+    nem.heal(fault)
+    sent = [call[2] for call in c.calls if call[0] == "haproxy_command"]
+    assert sent == ["set server be_imap/mail03 state drain", "set server be_pop3/mail03 state drain",
+                    "set server be_imap/mail03 state ready", "set server be_pop3/mail03 state ready"]
+
+
+def test_bad_server_state_or_service_is_input_error() -> None:
+    from mailring.errors import InputError
+
+    with pytest.raises(InputError, match="state"):
+        set_server_state(Recorder(), "mail01", ("imap",), "sleep")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="unknown service"):
+        set_server_state(Recorder(), "mail01", ("nntp",), "drain")  # type: ignore[arg-type]
+
+
+def test_outage_log_saves_merges_and_prints(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    log = OutageLog()
+    log.record(Outage("t", "crash mail01", "192.168.56.101", "smtp", 3900.0, 3078.0, 70))
+    log.record(Outage("t", "crash mail01", "192.168.56.102", "imap", None, 3078.0, 200))
+    assert log.save(tmp_path).name == "outages-gw1.json"
+    rows = merge(tmp_path)
+    assert (tmp_path / "outages.json").exists() and len(rows) == 2
+    assert rows[0].ratio == pytest.approx(3900 / 3078)
+    text = table(rows)
+    assert "3900" in text and "never recovered" in text and "1.27" in text

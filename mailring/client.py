@@ -126,6 +126,30 @@ class Timeline:
             pass
 
 
+class Held:
+    """An IMAP session held open on the client (probe kind ``hold``)."""
+
+    def __init__(self, running: Running, node: str) -> None:
+        self.running, self.node = running, node
+
+    def lines(self) -> list[dict[str, Any]]:
+        text = self.running.peek()
+        return [json.loads(x) for x in text[: text.rfind("\n") + 1].splitlines() if x.strip()]
+
+    def ready(self) -> dict[str, Any] | None:
+        """The session's greeting and port once it is logged in; None before."""
+        return next((x for x in self.lines() if x.get("ready")), None)
+
+    def finish(self) -> dict[str, Any]:
+        """NOOP + LOGOUT on the same connection; the final result."""
+        res = self.running.stop(timeout=30)
+        results = [json.loads(x) for x in res.stdout.splitlines() if x.strip()]
+        final = [x for x in results if not x.get("ready")]
+        if res.rc != 0 or not final:
+            raise ProbeError(self.node, "hold", res.rc, res.stderr, "hold probe gave no result")
+        return final[-1]
+
+
 class Client:
     """Runs probe requests on the cluster's client node."""
 
@@ -197,6 +221,13 @@ class Client:
                **kw: Any) -> dict[str, Any]:
         return self.request({"kind": "banner", "host": str(host), "port": port,
                              "protocol": protocol, "tls": tls, **kw})
+
+    def hold_imap(self, host: Host, port: int, user: str, password: str,
+                  max_seconds: float = 60) -> Held:
+        """Open an IMAP session and keep it until ``finish()``."""
+        req = {"kind": "hold", "host": str(host), "port": port, "user": user, "password": password,
+               "max_seconds": max_seconds, "timeout": 5}
+        return Held(self.cluster.start(self.node, self.cluster.probe_argv() + [json.dumps(req)]), self.node)
 
     def timeline(self, targets: list[dict[str, Any]], hz: float = 20, max_seconds: float = 60,
                  timeout: float = 0.5) -> Timeline:

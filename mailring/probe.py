@@ -147,6 +147,7 @@ def probe_dns(req: dict, out: dict) -> None:
 def probe_smtp(req: dict, out: dict) -> None:
     host, port, timeout = endpoint(req)
     smtp = smtplib.SMTP(timeout=timeout, source_address=source_of(req))
+    smtp._host = host  # STARTTLS verifies the name given to SMTP(), which connect() does not set
     try:
         code, msg = smtp.connect(host, port)
         out.update(local_port=port_of(smtp.sock), banner_code=code, banner=text(msg))
@@ -337,6 +338,34 @@ def probe_sweep(req: dict, out: dict) -> None:
     out["ok"] = all(r["ok"] for r in results)
 
 
+def hold(req: dict) -> int:
+    """An IMAP session kept open: log in, print a ready line, wait for stdin EOF (or
+    max_seconds), then NOOP and LOGOUT on the same connection and print the result.
+    Shows whether a session opened before a drain finishes on its server."""
+    host, port, timeout = endpoint(req)
+    limit = min(float(need(req, "max_seconds", (int, float), 60)), MAX_SECONDS)
+    user, password = need(req, "user", str), need(req, "password", str)
+    out: dict[str, Any] = {"kind": "hold", "ok": False}
+    start = time.monotonic()
+    try:
+        imap = imaplib.IMAP4(host, port, timeout=timeout)
+        out.update(local_port=port_of(imap.sock), banner=text(imap.welcome))
+        imap.login(user, password)
+        print(json.dumps({"ready": True, **out}), flush=True)
+        waiter = threading.Thread(target=lambda: os.read(0, 1), daemon=True)
+        waiter.start()
+        waiter.join(limit)
+        typ, data = imap.noop()
+        out["noop"] = f"{typ} {text(data[0] or b'') if data else ''}".strip()
+        out["ok"] = typ == "OK"
+        imap.logout()
+    except Exception as e:  # noqa: BLE001
+        out["error"] = err(e)
+    out["elapsed"] = round(time.monotonic() - start, 6)
+    print(json.dumps(out), flush=True)
+    return 0
+
+
 # --- timeline ------------------------------------------------------------
 def timeline(req: dict) -> int:
     targets = need(req, "targets", list)
@@ -435,6 +464,8 @@ def main(argv: list[str]) -> int:
         kind = req.get("kind")
         if kind == "timeline":
             return timeline(req)
+        if kind == "hold":
+            return hold(req)
         if kind not in KINDS:
             raise BadRequest(f"unknown kind {kind!r}; use timeline or one of {sorted(KINDS)}")
         out: dict[str, Any] = {"kind": kind, "ok": False}

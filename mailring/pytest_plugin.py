@@ -113,9 +113,10 @@ def cluster(pytestconfig: pytest.Config, topology: Topology) -> Iterator[Cluster
             c.down()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster_factory(pytestconfig: pytest.Config) -> Iterator:
-    """make(topology_file, suffix) -> another running cluster (lab <lab>-<suffix>), down at the end.
+    """make(topology_file, suffix) -> another running cluster (lab <lab>-<suffix>), taken down
+    at the end of the test module that made it, so its load never skews other modules' timings.
 
     For tests that compare designs (the article's one-VIP-per-node ring, PROXY off).
     """

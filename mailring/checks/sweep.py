@@ -40,3 +40,16 @@ def sweep(client: Client, topo: Topology, expected: dict[str, str | None]) -> li
         elif topo.services[svc_name].protocol in NAMED and owner not in r.get("banner", ""):
             problems.append(f"{name}: served by the wrong node ({r.get('banner')!r}, expected {owner})")
     return sorted(problems)
+
+
+def wait_clean(client: Client, topo: Topology, expected: dict[str, str | None], deadline_s: float,
+               what: str) -> None:
+    """Wait until a sweep finds nothing wrong (clients' ARP caches follow CARP's gratuitous ARPs)."""
+    from mailring.checks.wait import NotYet, eventually
+
+    def check() -> None:
+        problems = sweep(client, topo, expected)
+        if problems:
+            raise NotYet(f"{len(problems)} problems: " + "; ".join(problems[:4]))
+
+    eventually(check, deadline_s, what)

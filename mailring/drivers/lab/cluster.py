@@ -254,14 +254,14 @@ class LabCluster(Cluster):
     def isolate(self, node: str) -> None:
         self.check_node(node)
         self._init_pid(node)
-        netns.link(self.names.netns(node), up=False)
+        netns.bridge_port(self.names.lan, self.names.port(node), forwarding=False)
         self._set_fault(node, "isolated")
 
     def heal(self, node: str) -> None:
         self.check_node(node)
         if self._faults().get(node) != "isolated":
             raise InputError(f"{node} is not isolated; nothing to heal")
-        netns.link(self.names.netns(node), up=True)
+        netns.bridge_port(self.names.lan, self.names.port(node), forwarding=True)
         self._set_fault(node, None)
 
     def service_states(self, node: str) -> dict:
@@ -321,6 +321,12 @@ class _LabRunning(Running):
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            # nsenter -p forks: the command is nsenter's child, inside the node; kill it first
+            for child in _children(self.proc.pid):
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self.proc.kill()
             self.proc.wait()
         for t in self.readers:
@@ -331,6 +337,13 @@ class _LabRunning(Running):
 def _drain(stream, buf: list[str]) -> None:
     for line in stream:
         buf.append(line)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (FileNotFoundError, ValueError):
+        return []
 
 
 def _netns_pids(ns: str) -> list[int]:

@@ -83,21 +83,27 @@ class Supervisor:
             self.stopped.discard(name)
 
     def stop(self, name: str) -> None:
+        """SIGTERM every process group of the service's process trees (daemons such as
+        Postfix's master call setsid(), leaving their starter's group), then SIGKILL
+        what is left after the grace period."""
         with self.lock:
             procs = self.procs.get(name, [])
             self.stopped.add(name)
+        groups = set()
         for p in procs:
             if p.poll() is None:
-                _signal_group(p.pid, signal.SIGTERM)
+                groups |= _groups_of_tree(p.pid)
+        for g in groups:
+            _signal_group(g, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline and any(_group_alive(g) for g in groups):
+            for p in procs:
+                p.poll()
+            time.sleep(0.02)
+        for g in groups:
+            _signal_group(g, signal.SIGKILL)
         for p in procs:
-            try:
-                p.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(p.pid, signal.SIGKILL)
-                p.wait()
-        for p in procs:  # daemons that forked helpers into the group
-            _signal_group(p.pid, signal.SIGKILL)
+            p.wait()
 
     def status(self) -> dict[str, dict]:
         with self.lock:
@@ -110,6 +116,40 @@ class Supervisor:
                     "stopped": name in self.stopped,
                 }
             return out
+
+
+def _groups_of_tree(root: int) -> set[int]:
+    """Process groups of ``root`` and all its descendants (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    pgid: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+        pid, ppid, group = int(entry), int(fields[1]), int(fields[2])
+        children.setdefault(ppid, []).append(pid)
+        pgid[pid] = group
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid in pgid:
+            found.add(pgid[pid])
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
 
 
 def _signal_group(pid: int, sig: int) -> None:

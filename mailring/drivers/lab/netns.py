@@ -58,6 +58,16 @@ def link(ns: str, up: bool) -> None:
         ip("-n", ns, "route", "replace", "224.0.0.0/4", "dev", NODE_IF)
 
 
+def bridge_port(lan: str, port: str, forwarding: bool) -> None:
+    """Let a node's traffic through the lab's bridge, or drop all of it there.
+
+    Isolation drops traffic at the switch port and leaves the node's NIC up:
+    ucarp exits when its interface goes down, kernel CARP would not.
+    """
+    subprocess.run(["ip", "netns", "exec", lan, "bridge", "link", "set", "dev", port,
+                    "state", "3" if forwarding else "0"], check=True, capture_output=True)
+
+
 def addresses(ns: str) -> list[str]:
     out = ip("-n", ns, "-o", "-4", "addr", "show", "dev", NODE_IF, check=False).stdout
     return [line.split()[3] for line in out.splitlines() if len(line.split()) > 3]

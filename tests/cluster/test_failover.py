@@ -1,0 +1,75 @@
+"""Crash a server, watch its VIPs fail over to the predicted neighbours and come back.
+
+A probe timeline on client01 samples SMTP, POP3 and IMAP on the crashed
+node's VIPs at 20 Hz; the outage each service saw is measured from the last
+success before the crash to the first success after it, and must stay within
+CARP's bound (3 x advbase + skew/256) plus ucarp's timer tick.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mailring.checks.convergence import converge
+from mailring.checks.sweep import sweep
+from mailring.checks.timelines import (
+    HZ,
+    PROBE_TIMEOUT_S,
+    margin_s,
+    outages_of,
+    targets_for,
+    wait_recovered,
+    wait_sampling,
+)
+
+pytestmark = pytest.mark.destructive
+
+
+def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
+        request, cluster, client, nemesis, outages, topology, mail_node):
+    mine = [str(v.address) for v in topology.vips_owned_by(mail_node)]
+    before = topology.expected_owners()
+    after = topology.expected_owners({mail_node})
+    assert len({after[v] for v in mine}) == len(mine), f"{mail_node}'s VIPs would go to one node: {after}"
+    converge(cluster, failed=set())
+    targets = targets_for(topology, mine)
+    names = [t["name"] for t in targets]
+    bound = {v: topology.failover_bound_s(v, {mail_node}) for v in mine}
+
+    with client.timeline(targets, hz=HZ, timeout=PROBE_TIMEOUT_S, max_seconds=120) as tl:
+        wait_sampling(tl, names)
+        t_crash = time.time()
+        crash = nemesis.crash(mail_node)
+        status = converge(cluster, failed={mail_node})
+        for vip in mine:
+            assert status.owner(vip) == after[vip], \
+                f"VIP {vip}: expected owner {after[vip]}, held by {status.holders[vip]}"
+        for vip, owner in before.items():
+            if vip not in mine:
+                assert status.owner(vip) == owner, f"VIP {vip} left {owner}, which did not crash"
+        wait_recovered(tl, names, t_crash, max(bound.values()) + margin_s(topology) + 5)
+
+        t_boot = time.time()
+        nemesis.heal(crash)
+        converge(cluster, failed=set())
+        wait_recovered(tl, names, t_boot, 15, must_fail=False)
+        ops = tl.stop()
+
+    test = request.node.name
+    failover = outages_of([o for o in ops if o.t < t_boot], names, t_crash, test,
+                          f"crash {mail_node}", bound)
+    failback = outages_of(ops, names, t_boot, test, f"boot {mail_node}", bound)
+    for row in failover + failback:
+        outages.record(row)
+    for row in failover:
+        assert row.outage_ms is not None and row.outage_ms > 0, f"{row.service}@{row.vip} saw no outage"
+        allowed = row.bound_ms + margin_s(topology) * 1000
+        assert row.outage_ms <= allowed, (
+            f"{row.service}@{row.vip}: outage {row.outage_ms:.0f} ms after crashing {mail_node}, "
+            f"more than CARP's bound {row.bound_ms:.0f} ms + margin ({allowed:.0f} ms)")
+    for row in failback:
+        assert row.outage_ms is not None and row.outage_ms <= row.bound_ms, (
+            f"{row.service}@{row.vip}: failback to {mail_node} cost {row.outage_ms} ms")
+    assert sweep(client, topology, topology.expected_owners()) == []

@@ -1,0 +1,35 @@
+"""A local daemon stops: HAProxy on the VIP owner sends sessions to the other servers."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailring.checks.serving import check_deadline_s, served_by, wait_served
+
+pytestmark = pytest.mark.destructive
+
+SESSIONS = 12
+
+
+@pytest.mark.parametrize(("daemon", "service"), [("postfix", "smtp"), ("dovecot", "imap"),
+                                                  ("dovecot", "pop3")])
+def test_local_service_down_is_served_by_backups_in_round_robin(
+        client, nemesis, topology, daemon, service):
+    node = topology.mail_nodes[1].name  # the article's example: mail02
+    vips = [str(v.address) for v in topology.vips_owned_by(node)]
+    for vip in vips:
+        assert served_by(client, topology, vip, service) == node
+    stop = nemesis.stop(node, daemon)
+    for vip in vips:
+        wait_served(client, topology, vip, service, lambda n: n != node, check_deadline_s(topology),
+                    f"{service} on {vip} served by a backup once {daemon} stopped on {node}")
+    servers = [served_by(client, topology, vips[i % len(vips)], service) for i in range(SESSIONS)]
+    assert node not in servers, f"{daemon} is stopped on {node} but it served: {servers}"
+    assert len(set(servers)) >= 2, f"all {SESSIONS} sessions went to {servers[0]}: no round robin"
+    nemesis.heal(stop)
+    # every service of the daemon, not just this one: the next test may probe another
+    served = [s.name for s in topology.services.values() if s.daemon == daemon]
+    for vip in vips:
+        for name in served:
+            wait_served(client, topology, vip, name, lambda n: n == node, check_deadline_s(topology),
+                        f"{name} on {vip} back on {node} once {daemon} started again")

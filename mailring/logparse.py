@@ -8,7 +8,9 @@ Pure functions over text, as ``Cluster.log_text(node, service)`` returns it:
 * Dovecot ``log_path`` lines (``Nov 25 19:40:01 imap-login: Info: Login: user=<..>,
   rip=.., lip=..``), also with a syslog ``host dovecot[pid]:`` prefix.
 * HAProxy ``option tcplog`` / ``option httplog`` lines, with or without a
-  syslog-like ``<134>Nov 25 19:40:01 haproxy[12]:`` prefix.
+  syslog-like ``<134>Nov 25 19:40:01 haproxy[12]:`` prefix, and mailring's
+  formats that add ``%bi:%bp`` (the source of HAProxy's connection to the
+  server) after ``%sq/%bq``.
 
 ``parse_lines(service, text)`` keeps every non-blank line: a line no parser
 understands becomes an ``OtherRecord`` holding the raw text.
@@ -73,6 +75,9 @@ class HaproxyRecord:
     termination: str
     status: int | None = None  # http only
     request: str | None = None  # http only
+    # %bi:%bp: where HAProxy connected to the server from; None when not logged or no connection
+    backend_source_addr: str | None = None
+    backend_source_port: int | None = None
     event: ClassVar[str] = "session"
     service: ClassVar[str] = "haproxy"
 
@@ -156,9 +161,10 @@ _HA_PREFIX = re.compile(rf"^(?:<\d+>)?(?:1 \S+ \S+ haproxy \S+ \S+ \S+ |{TIME} (
 _HAPROXY = re.compile(
     r"^(?P<addr>[0-9a-fA-F.:]+):(?P<port>\d+) \[(?P<accept>[^\]]+)\] (?P<fe>\S+) "
     r"(?P<be>[^\s/]+)/(?P<srv>\S+) (?P<timers>-?\d+(?:/-?\d+){2,4}) (?P<rest>.*)$")
-_HA_TCP = re.compile(r"^\+?(?P<bytes>\d+) (?P<term>\S+) \S+ \S+")
-_HA_HTTP = re.compile(r'^(?P<status>-?\d+) \+?(?P<bytes>\d+) \S+ \S+ (?P<term>\S+) \S+ \S+'
-                      r'(?:.*? "(?P<request>[^"]*)")?\s*$')
+_HA_SOURCE = r"(?: (?P<bi>[0-9a-fA-F.:]+|-):(?P<bp>\d+|-)(?= |$))?"
+_HA_TCP = re.compile(r"^\+?(?P<bytes>\d+) (?P<term>\S+) \S+ \S+" + _HA_SOURCE)
+_HA_HTTP = re.compile(r'^(?P<status>-?\d+) \+?(?P<bytes>\d+) \S+ \S+ (?P<term>\S+) \S+ \S+' + _HA_SOURCE
+                      + r'(?:.*? "(?P<request>[^"]*)")?\s*$')
 
 
 def parse_haproxy(line: str) -> HaproxyRecord | None:
@@ -175,7 +181,9 @@ def parse_haproxy(line: str) -> HaproxyRecord | None:
                          mode="http" if http else "tcp", timers=timers,
                          bytes_read=int(rest["bytes"]), termination=rest["term"],
                          status=int(rest["status"]) if http else None,
-                         request=rest["request"] if http else None)
+                         request=rest["request"] if http else None,
+                         backend_source_addr=rest["bi"] if rest["bi"] not in (None, "-") else None,
+                         backend_source_port=int(rest["bp"]) if (rest["bp"] or "-") != "-" else None)
 
 
 PARSERS = {"postfix": parse_postfix, "dovecot": parse_dovecot, "haproxy": parse_haproxy}

@@ -3,6 +3,11 @@
 ``validate(path)`` returns every problem as one line naming the file, the
 field and what to do; ``load(path)`` raises ``TopologyError`` with the first.
 Shapes are checked by pydantic (``schema``), cross-field rules here.
+
+A file may start from another one: ``extends: topology.yaml`` (a path relative
+to the file) loads that file first and merges this one over it, mappings key
+by key and anything else replaced, so a variant (PROXY off, say) states only
+what differs and never repeats an address.
 """
 
 from __future__ import annotations
@@ -41,11 +46,23 @@ def _loc(loc: tuple) -> str:
     return out or "(top level)"
 
 
-def _read(path: Path) -> tuple[TopologyFile | None, list[str]]:
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` merged into ``base``: mappings key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(
+            out.get(key), dict) else value
+    return out
+
+
+def _raw(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict | None, list[str]]:
+    """The file's mapping with its ``extends:`` chain merged in, or the one-line problem."""
     where = str(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
+        if chain:
+            return None, [f"{chain[-1]}: extends: {where} not found; name an existing topology file"]
         return None, [f"{where}: file not found; pass an existing topology with --topology"]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -53,6 +70,23 @@ def _read(path: Path) -> tuple[TopologyFile | None, list[str]]:
         return None, [f"{where}: {line}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"]
     if not isinstance(raw, dict):
         return None, [f"{where}: (top level): expected a mapping of sections (name, network, nodes, ...)"]
+    base_name = raw.pop("extends", None)
+    if base_name is None:
+        return raw, []
+    if not isinstance(base_name, str):
+        return None, [f"{where}: extends: expected a file name (got {base_name!r}); fix the value"]
+    base_path = (path.parent / base_name).resolve()
+    if base_path in (*chain, path.resolve()):
+        return None, [f"{where}: extends: {base_name} extends this file again; break the loop"]
+    base, errs = _raw(base_path, (*chain, path.resolve()))
+    return (_merge(base, raw), []) if base is not None else (None, errs)
+
+
+def _read(path: Path) -> tuple[TopologyFile | None, list[str]]:
+    where = str(path)
+    raw, errs = _raw(path)
+    if raw is None:
+        return None, errs
     try:
         return TopologyFile.model_validate(raw), []
     except ValidationError as exc:
@@ -121,6 +155,11 @@ def _cross_check(where: str, f: TopologyFile) -> list[str]:
                 err(f"{at}.backups.{node}", f"advskew {skew} ties with {skews[skew]}; "
                     "give each backup of a VIP its own skew")
             skews.setdefault(skew, node)
+
+    # aliases last, so a clash names the alias, not the node or VIP it collides with
+    for name, node in f.nodes.items():
+        for i, alias in enumerate(node.aliases):
+            claim(alias, f"nodes.{name}.aliases[{i}]")
 
     ports: dict[int, str] = {}
     for name, svc in f.services.items():
@@ -203,7 +242,7 @@ def _build(path: Path, f: TopologyFile) -> Topology:
         proxy_protocol=f.proxy_protocol,
         advbase=f.carp.advbase,
         carp_password=f.carp.password,
-        nodes={n: Node(n, s.role, s.address) for n, s in f.nodes.items()},
+        nodes={n: Node(n, s.role, s.address, tuple(s.aliases)) for n, s in f.nodes.items()},
         vips=all_vips,
         services={
             n: Service(n, s.port, s.protocol, s.daemon, s.proxy_port, s.tls, s.backend)

@@ -30,6 +30,9 @@ class Strict(BaseModel):
 class NodeSpec(Strict):
     role: Literal["mail", "client"]
     address: IPv4Address
+    # More addresses of the same host on the cluster network, e.g. a second client
+    # source address for tests that need two clients (HAProxy's balance source).
+    aliases: list[IPv4Address] = Field(default_factory=list)
 
 
 class VipSpec(Strict):
@@ -83,6 +86,8 @@ class VagrantSpec(Strict):
 
 
 class TopologyFile(Strict):
+    """The file after ``extends:`` is resolved (load merges the base file in first)."""
+
     name: DnsLabel
     network: IPv4Network
     proxy_protocol: bool = True

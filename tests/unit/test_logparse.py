@@ -195,3 +195,19 @@ def test_parse_lines_postfix_and_dovecot() -> None:
 def test_parse_line_unknown_service() -> None:
     with pytest.raises(ValueError, match="no log parser"):
         parse_line("carp", "x")
+
+
+# --- mailring's HAProxy format: %bi:%bp after %sq/%bq ------------------------
+def test_haproxy_backend_source_tcp_http_and_none() -> None:
+    tcp = parse_haproxy(f"{CLIENT}:43968 [25/Nov/2026:20:30:05.372] fe_imap be_imap/mail02 1/0/10 1066 -- "
+                        f"1/1/0/0/0 0/0 {NODE}:37322")
+    assert (tcp.server, tcp.backend_source_addr, tcp.backend_source_port) == ("mail02", NODE, 37322)
+    http = parse_haproxy(f'{CLIENT}:50836 [25/Nov/2026:20:04:40.341] fe_http be_http/mail02 0/0/0/0/0 '
+                         f'200 138 - - ---- 7/1/0/0/0 0/0 {NODE}:33418 "GET / HTTP/1.0"')
+    assert (http.status, http.request, http.backend_source_port) == (200, "GET / HTTP/1.0", 33418)
+    refused = parse_haproxy(f"{CLIENT}:40000 [25/Nov/2026:20:04:41.000] fe_smtp be_smtp/<NOSRV> -1/-1/3001 0 "
+                            "SC 1/1/0/0/3 0/0 -:-")
+    assert refused.backend_source_addr is None and refused.backend_source_port is None
+    plain = parse_haproxy(f"{CLIENT}:40000 [25/Nov/2026:20:04:41.000] fe_smtp be_smtp/mail01 1/0/5 10 -- "
+                          "1/1/0/0/0 0/0")
+    assert plain.backend_source_addr is None and plain.termination == "--"

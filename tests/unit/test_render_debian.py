@@ -137,3 +137,44 @@ def test_configs_follow_the_topology(tmp_path) -> None:
 def test_render_cli_writes_all_bundles(tmp_path, capsys) -> None:
     assert main(["render", "--flavour", "debian", "--out", str(tmp_path)]) == 0
     assert {p.name for p in tmp_path.iterdir()} >= set(RING.nodes)
+
+
+def test_haproxy_logs_the_hop_and_checks_speak_and_close_each_protocol(bundles) -> None:
+    cfg = (bundles["mail01"] / "etc/haproxy/haproxy.cfg").read_text()
+    formats = [line for line in cfg.splitlines() if line.strip().startswith("log-format")]
+    assert len(formats) == 1 + sum(s.protocol == "http" for s in RING.services.values())
+    assert all("%bi:%bp" in f for f in formats)
+    options = {line.strip() for line in cfg.splitlines() if line.strip().startswith("option")}
+    assert "option log-health-checks" not in options and "option tcplog" not in options
+    assert "tcp-check send QUIT\\r\\n" in cfg and "tcp-check send c\\ LOGOUT\\r\\n" in cfg
+    assert "hdr User-Agent mailring-haproxy-check" in cfg
+    for svc in RING.services.values():  # TLS front ends follow their plain service's checks
+        if svc.tls:
+            assert f"track be_{svc.backend}/mail02" in cfg, svc.name
+    nginx = (bundles["mail01"] / "etc/nginx/nginx.conf").read_text()
+    assert '"1:mailring-haproxy-check" 0;' in nginx and "if=$mailring_loggable" in nginx
+
+
+def test_client_aliases_are_added_at_boot(bundles) -> None:
+    services = yaml.safe_load((bundles["client01"] / "etc/mailring/services.yaml").read_text())
+    argv = services["aliases"][0]
+    want = [f"{a}/{RING.network.prefixlen}" for a in RING.client.aliases]
+    assert argv[-len(want):] == want and "ip -4 addr replace" in argv[2]
+    mail = yaml.safe_load((bundles["mail01"] / "etc/mailring/services.yaml").read_text())
+    assert "aliases" not in mail
+
+
+def test_noproxy_bundles_have_no_proxy_listener(tmp_path, need_tool) -> None:
+    topo = load(DEFAULT_TOPOLOGY.parent / "topology-noproxy.yaml")
+    root = render(topo, "debian", tmp_path)["mail02"]
+    cfg = (root / "etc/haproxy/haproxy.cfg").read_text()
+    assert "send-proxy" not in cfg
+    for svc in topo.services.values():
+        if svc.proxy_port:
+            assert str(svc.proxy_port) not in cfg and str(svc.proxy_port) not in (
+                root / "etc/postfix/master.cf").read_text()
+    assert "haproxy" not in (root / "etc/dovecot/dovecot.conf").read_text()
+    cfg = cfg.replace("/etc/haproxy/certs", str(root / "etc/haproxy/certs"))
+    (tmp_path / "h.cfg").write_text(cfg)
+    res = run(need_tool("haproxy"), "-c", "-f", str(tmp_path / "h.cfg"))
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -161,3 +161,48 @@ def test_generated_ring_of_five_is_the_fixture_and_larger_rings_validate(tmp_pat
     for dead in ("mail01", "mail07"):
         first, second = big.vips_owned_by(dead)
         assert big.expected_owner(first, {dead}) != big.expected_owner(second, {dead})
+
+
+# -- extends: and aliases --------------------------------------------------------
+def test_noproxy_fixture_is_the_ring_with_proxy_off() -> None:
+    noproxy = load(FIXTURES / "topology-noproxy.yaml")
+    assert RING.proxy_protocol and not noproxy.proxy_protocol
+    assert noproxy.nodes == RING.nodes and noproxy.vips == RING.vips
+    assert noproxy.services == RING.services and noproxy.dns == RING.dns and noproxy.users == RING.users
+
+
+def test_extends_merges_mappings_and_replaces_the_rest(tmp_path) -> None:
+    child = tmp_path / "child.yaml"
+    child.write_text(f"extends: {DEFAULT_TOPOLOGY}\nhaproxy: {{fall: 3}}\n"
+                     "nodes: {client01: {role: client, address: 192.168.56.99}}\n")
+    topo = load(child)
+    assert topo.haproxy.fall == 3 and topo.haproxy.rise == RING.haproxy.rise  # merged key by key
+    # nested mappings merge too: client01 keeps its aliases, only its address changes
+    assert str(topo.client.address) == "192.168.56.99" and topo.client.aliases == RING.client.aliases
+    assert len(topo.mail_nodes) == len(RING.mail_nodes)
+
+
+def test_extends_problems_are_one_line(tmp_path) -> None:
+    missing = tmp_path / "a.yaml"
+    missing.write_text("extends: nope.yaml\n")
+    assert validate(missing) == [f"{missing}: extends: {tmp_path / 'nope.yaml'} not found; "
+                                 "name an existing topology file"]
+    loop = tmp_path / "b.yaml"
+    loop.write_text("extends: b.yaml\n")
+    assert "extends this file again" in validate(loop)[0]
+
+
+def test_the_client_has_a_second_source_address() -> None:
+    assert RING.client.aliases and RING.client.aliases[0] in RING.network
+
+
+@pytest.mark.parametrize(("alias", "words"), [
+    ("192.168.56.101", "already used by vips[0].address"),
+    ("192.168.56.100", "already used by nodes.client01.address"),
+    ("10.1.1.1", "not a host address in network"),
+])
+def test_a_bad_alias_names_the_alias(tmp_path, alias, words) -> None:
+    path = write(tmp_path, lambda d: d["nodes"]["client01"].update(aliases=[alias]))
+    errors = validate(path)
+    assert len(errors) == 1 and errors[0].startswith(f"{path}: nodes.client01.aliases[0]: "), errors
+    assert words in errors[0]

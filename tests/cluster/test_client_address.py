@@ -1,0 +1,165 @@
+"""Whose address do the daemons log? client01's with PROXY on, the HAProxy node's with PROXY off.
+
+Each test opens a real session through a VIP from client01 (SMTP with a
+message, submission with STARTTLS + AUTH and a message, POP3 and IMAP logins,
+and POP3S/IMAPS ended on HAProxy), finds HAProxy's line for it on the VIP's
+owner by client01's source port, and then the serving daemon's line (Postfix
+by queue id, Dovecot by the user's login). With PROXY on the daemon must log
+client01's address and source port; with PROXY off (a second cluster from
+fixtures/topology-noproxy.yaml) it logs the HAProxy node's address and the
+source port HAProxy's own line names (%bi:%bp), which is how an operator joins
+the two. The destructive tests stop the owner's daemon so a backup node serves.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailring.checks.client_address import (
+    LogCursor,
+    check_logged_client,
+    dovecot_login,
+    expected_peer,
+    haproxy_session,
+    postfix_session,
+    wait_server,
+)
+from mailring.checks.convergence import converge
+from mailring.checks.wait import eventually
+from mailring.client import Client
+from mailring.logparse import HaproxyRecord
+from mailring.nemesis import Nemesis
+from mailring.render.context import haproxy_backend
+from mailring.report import collect_logs
+
+NOPROXY = Path(__file__).resolve().parents[2] / "fixtures" / "topology-noproxy.yaml"
+SERVICES = ("smtp", "submission", "pop3", "imap", "pop3s", "imaps")
+PLAIN = ("smtp", "submission", "pop3", "imap")
+LOG_DEADLINE_S = 10.0  # a log line is written when the session ends; HAProxy's when both sides closed
+RECOVER_S = 15.0  # a restarted daemon answers and HAProxy's rise checks pass
+
+
+@pytest.fixture(scope="module")
+def noproxy(pytestconfig, cluster_factory):
+    """A second cluster: the same topology with proxy_protocol off, down after this module.
+
+    The factory would keep it until the session ends; its health checks load the host
+    while later modules time failovers, so its logs are saved and it goes now.
+    """
+    np = cluster_factory(NOPROXY, "np")
+    assert not np.topology.proxy_protocol
+    yield np
+    if not pytestconfig.getoption("mailring_keep"):
+        collect_logs(pytestconfig, np)
+        np.down()
+
+
+def daemon_of(topo, service: str) -> str:
+    svc = topo.services[service]
+    return svc.daemon or topo.services[svc.backend].daemon
+
+
+def open_session(client: Client, topo, service: str, host: str) -> dict[str, Any]:
+    """One real session of ``service`` through ``host``; its result (with local_port)."""
+    svc = topo.services[service]
+    alice, bob = topo.users[0], topo.users[-1]
+    subject = f"mailring-addr-{uuid.uuid4().hex[:10]}"
+    if service == "smtp":
+        res = client.send_mail(host, svc.port, bob.address, alice.address, subject, "client address")
+    elif service == "submission":
+        res = client.send_mail(host, svc.port, alice.address, bob.address, subject, "client address",
+                               starttls=True, login={"user": alice.address, "password": alice.password})
+    elif svc.protocol == "pop3":
+        res = client.pop3(host, svc.port, alice.address, alice.password, tls=svc.tls)
+    else:
+        res = client.imap(host, svc.port, alice.address, alice.password, tls=svc.tls)
+    assert res["ok"] and res.get("local_port"), f"{service} session through {host}: {res}"
+    return res
+
+
+def check_session(cluster, client: Client, service: str, vip: str, serving: str | None = None,
+                  not_serving: str | None = None) -> HaproxyRecord:
+    """Open a session through ``vip``, find both log lines, judge the logged client; HAProxy's line."""
+    topo = cluster.topology
+    owner = cluster.status().owner(vip)
+    assert owner, f"nobody holds VIP {vip}"
+    daemon = daemon_of(topo, service)
+    cursor = LogCursor(cluster, [(owner, "haproxy")] + [(n.name, daemon) for n in topo.mail_nodes])
+    res = open_session(client, topo, service, vip)
+    me, port = topo.client, res["local_port"]
+    hop = eventually(lambda: haproxy_session(cursor.records(owner, "haproxy"), str(me.address), port,
+                                             backend=haproxy_backend(service)),
+                     LOG_DEADLINE_S, f"HAProxy on {owner} logging the {service} session from port {port}")
+    server = hop.server
+    assert server in topo.nodes, f"HAProxy on {owner} sent the session to {server}: {hop.raw}"
+    if serving is not None:
+        assert server == serving, f"{service} through {vip} went to {server}, expected {serving}"
+    if not_serving is not None:
+        assert server != not_serving, f"{service} through {vip} still went to {server}: {hop.raw}"
+    assert server in res.get("banner", ""), f"HAProxy says {server} served; greeting: {res['banner']!r}"
+    want = expected_peer(topo.proxy_protocol, (me.name, str(me.address), port), hop, owner)
+    if not topo.proxy_protocol:  # the article's pain: the daemon sees HAProxy, never the client
+        assert want.address == str(topo.nodes[owner].address), hop.raw
+
+    def served_line():
+        records = cursor.records(server, daemon)
+        if daemon == "postfix":
+            return postfix_session(records, queue_id=res["queue_id"])
+        return dovecot_login(records, topo.users[0].address)
+
+    what = f"queued as {res.get('queue_id')}" if daemon == "postfix" else f"login of {topo.users[0].address}"
+    line = eventually(served_line, LOG_DEADLINE_S, f"{daemon} on {server} logging the {service} session "
+                                                    f"({what})")
+    check_logged_client(daemon, server, line, service.upper(), port, want)
+    return hop
+
+
+def backup_case(cluster, nemesis, client: Client, service: str) -> None:
+    """Stop the daemon behind ``service`` on a VIP's owner: a backup serves, and logs as it should."""
+    topo = cluster.topology
+    vip = topo.vips[0]
+    owner, daemon, backend = vip.owner, daemon_of(topo, service), haproxy_backend(service)
+    fall_s = topo.haproxy.fall * topo.haproxy.check_interval_ms / 1000
+    converge(cluster, failed=set())
+    fault = nemesis.stop(owner, daemon)
+    try:
+        wait_server(cluster, owner, backend, owner, up=False, deadline_s=fall_s + 5)
+        check_session(cluster, client, service, str(vip.address), not_serving=owner)
+    finally:
+        nemesis.heal(fault)
+    wait_server(cluster, owner, backend, owner, up=True, deadline_s=RECOVER_S)
+
+
+# --- PROXY on: the session's cluster ------------------------------------------------------
+@pytest.mark.parametrize("service", SERVICES)
+def test_daemon_logs_the_client_through_every_vip(cluster, client, topology, vip, service):
+    if not topology.proxy_protocol:
+        pytest.skip(f"{topology.path} has proxy_protocol off; the noproxy tests cover it")
+    check_session(cluster, client, service, vip, serving=cluster.status().owner(vip))
+
+
+@pytest.mark.destructive
+@pytest.mark.parametrize("service", PLAIN)
+def test_backup_node_logs_the_client_too(cluster, client, nemesis, topology, service):
+    backup_case(cluster, nemesis, client, service)
+
+
+# --- PROXY off: a second cluster --------------------------------------------------------
+@pytest.mark.parametrize("service", SERVICES)
+def test_without_proxy_the_daemon_logs_haproxy_and_haproxy_links_the_client(noproxy, service):
+    client = Client(noproxy)
+    for vip in noproxy.topology.vips:
+        check_session(noproxy, client, service, str(vip.address),
+                      serving=noproxy.status().owner(str(vip.address)))
+
+
+@pytest.mark.destructive
+@pytest.mark.parametrize("service", PLAIN)
+def test_without_proxy_a_backup_logs_the_owners_haproxy(noproxy, service):
+    with Nemesis(noproxy) as nem:
+        backup_case(noproxy, nem, Client(noproxy), service)
+    converge(noproxy, failed=set())

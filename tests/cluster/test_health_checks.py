@@ -1,0 +1,137 @@
+"""HAProxy's health checks speak each protocol, at the topology's interval, and catch a broken daemon.
+
+A check that only opens a TCP connection passes for any process that accepts
+one. The checks here read the SMTP reply to EHLO, the POP3 +OK and IMAP * OK
+greetings (then QUIT / LOGOUT) and the webmail's HTTP 200, so a listener that
+accepts connections and answers garbage is taken out of service within
+fall x interval, and the node's VIPs are served by the other servers.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mailring.checks.client_address import LogCursor, server_states, wait_server
+from mailring.checks.wait import NotYet, eventually
+from mailring.logparse import DovecotRecord
+from mailring.render.context import haproxy_backend
+
+MARGIN_S = 1.5  # the stop itself, the runtime API round trip, the poll
+RECOVER_S = 15.0  # a restarted Postfix answers and HAProxy's rise checks pass
+CHECKS_COUNTED = 8
+
+
+def interval_s(topology) -> float:
+    return topology.haproxy.check_interval_ms / 1000
+
+
+def checked_port(topology, service: str) -> int:
+    """The daemon port HAProxy connects (and checks) for a service: its PROXY port when PROXY is on."""
+    svc = topology.services[service]
+    return svc.proxy_port if topology.proxy_protocol and svc.proxy_port else svc.port
+
+
+def test_every_server_passes_a_layer7_check(cluster, topology, mail_node):
+    states = server_states(cluster.haproxy_command(mail_node, "show stat"))
+    seen = set()
+    for svc in topology.services.values():
+        backend = haproxy_backend(svc.name)
+        for node in topology.mail_nodes:
+            st = states.get((backend, node.name))
+            assert st is not None, f"HAProxy on {mail_node} has no server {backend}/{node.name}"
+            assert st.up, f"{backend}/{node.name} on {mail_node}: {st}"
+            assert st.backup == (node.name != mail_node), f"{backend}/{node.name}: backup={st.backup}"
+            if svc.tls:  # ends TLS, then reaches the same listener as its plain service
+                assert st.tracked == f"{haproxy_backend(svc.backend)}/{node.name}", st
+                continue
+            assert st.check_status == "L7OK", f"{backend}/{node.name} on {mail_node}: {st}"
+            assert (st.rise, st.fall) == (topology.haproxy.rise, topology.haproxy.fall), st
+            want_code = {"smtp": "221", "http": "200"}.get(svc.protocol)  # QUIT's reply, the page's
+            if want_code:
+                assert st.check_code == want_code, f"{backend}/{node.name}: {st}"
+            seen.add(svc.protocol)
+    assert seen == {s.protocol for s in topology.services.values()}
+
+
+def test_checks_run_at_the_topologys_interval(cluster, topology):
+    """Count one HAProxy's IMAP checks in Dovecot's log on another node; time them on this host."""
+    checker, target = topology.mail_nodes[0], topology.mail_nodes[1]
+    port = checked_port(topology, "imap")
+    cursor = LogCursor(cluster, [(target.name, "dovecot")])
+    began = time.monotonic()
+
+    def counted() -> float:
+        checks = [r for r in cursor.records(target.name, "dovecot")
+                  if isinstance(r, DovecotRecord) and r.rip == str(checker.address) and r.lport == port
+                  and "no auth attempts" in r.message]
+        if len(checks) < CHECKS_COUNTED + 1:
+            raise NotYet(f"{len(checks)} checks from {checker.name} logged by Dovecot on {target.name}")
+        return time.monotonic() - began
+
+    took = eventually(counted, (CHECKS_COUNTED + 4) * interval_s(topology) + 5,
+                      f"{CHECKS_COUNTED + 1} IMAP checks from {checker.name}", poll_s=0.02)
+    low, high = (CHECKS_COUNTED - 1) * interval_s(topology), (CHECKS_COUNTED + 2) * interval_s(topology)
+    assert low <= took <= high + MARGIN_S, (
+        f"{CHECKS_COUNTED + 1} checks took {took:.2f} s; at {topology.haproxy.check_interval_ms} ms "
+        f"they take about {CHECKS_COUNTED * interval_s(topology):.1f} s")
+
+
+@pytest.mark.destructive
+def test_a_listener_answering_garbage_is_taken_out_and_others_serve_its_vips(
+        cluster, client, nemesis, topology):
+    node = topology.mail_nodes[len(topology.mail_nodes) // 2]
+    smtp = topology.services["smtp"]
+    backend, port, addr = haproxy_backend(smtp.name), checked_port(topology, "smtp"), str(node.address)
+    bound_s = topology.haproxy.fall * interval_s(topology) + MARGIN_S
+    hold_s = (topology.haproxy.rise + 1) * interval_s(topology)
+    for other in topology.mail_nodes:
+        wait_server(cluster, other.name, backend, node.name, up=True, deadline_s=RECOVER_S)
+    # socat in Postfix's place on the address:port HAProxy checks; it ends when stop() closes stdin
+    garbage = 'socat "TCP-LISTEN:$2,bind=$1,fork,reuseaddr" SYSTEM:"echo garbage" </dev/null & p=$!; ' \
+              'cat >/dev/null; kill $p; wait $p'
+    t_stop = time.monotonic()
+    fault = nemesis.stop(node.name, "postfix")
+    listener = cluster.start(node.name, ["sh", "-c", garbage, "sh", addr, str(port)])
+    try:
+        def answers_garbage() -> dict:
+            res = client.banner(addr, port, smtp.protocol)
+            if res.get("banner") != "garbage":
+                raise NotYet(f"{addr}:{port}: {res}")
+            return res
+
+        eventually(answers_garbage, 10, f"a garbage listener on {node.name} {addr}:{port}")
+        for other in topology.mail_nodes:  # every HAProxy of the ring takes it out
+            left = bound_s - (time.monotonic() - t_stop)
+            wait_server(cluster, other.name, backend, node.name, up=False, deadline_s=max(left, 0.1))
+
+        def judged_at_layer7():
+            st = server_states(cluster.haproxy_command(node.name, "show stat"))[(backend, node.name)]
+            if not (st.down and st.check_status.startswith("L7") and "garbage" in st.last_chk):
+                raise NotYet(f"{backend}/{node.name}: {st}")
+            return st
+
+        eventually(judged_at_layer7, 5 * interval_s(topology) + MARGIN_S,
+                   f"HAProxy on {node.name} reading 'garbage' as a failed SMTP check")
+        # a TCP-only check would bring it back after `rise` checks: it must stay DOWN
+        since, seen = time.monotonic(), []
+
+        def held_down() -> None:
+            st = server_states(cluster.haproxy_command(node.name, "show stat"))[(backend, node.name)]
+            seen.append(st.status)
+            if time.monotonic() - since < hold_s:
+                raise NotYet(f"watched {time.monotonic() - since:.1f} of {hold_s:.1f} s")
+
+        eventually(held_down, hold_s + 5, "a garbage listener watched for rise + 1 check intervals")
+        assert set(seen) == {"DOWN"}, f"{backend}/{node.name} left DOWN while answering garbage: {seen}"
+        for vip in topology.vips_owned_by(node.name):
+            res = client.smtp(vip.address, smtp.port)
+            assert res["ok"] and res["ehlo_code"] == 250, f"SMTP on {vip.address}: {res}"
+            served = next((n.name for n in topology.mail_nodes if n.name in res["banner"]), None)
+            assert served not in (None, node.name), f"{vip.address}: {res['banner']!r}"
+    finally:
+        listener.stop()
+        nemesis.heal(fault)
+    for other in topology.mail_nodes:  # leave the ring as found: the node back in every HAProxy
+        wait_server(cluster, other.name, backend, node.name, up=True, deadline_s=RECOVER_S)

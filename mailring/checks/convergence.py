@@ -18,8 +18,8 @@ MARGIN_S = 1.0
 
 def deadline_s(topo: Topology, failed: set[str] | frozenset[str] = frozenset()) -> float:
     """3 x advbase + the largest new owner's skew/256, plus the margin; a VIP taken over
-    by a deeper backup (the lab's ucarp waits one advbase more per rank) gets that too."""
-    worst = max(topo.failover_bound_s(v, failed) + max(topo.takeover_rank(v, failed), 0) * topo.advbase
+    by a deeper backup (the lab's ucarp waits two advbase more per rank) gets that too."""
+    worst = max(topo.failover_bound_s(v, failed) + 2 * max(topo.takeover_rank(v, failed), 0) * topo.advbase
                 for v in topo.vips)
     return worst + CARP_MARGIN_ADVBASE * topo.advbase + MARGIN_S
 

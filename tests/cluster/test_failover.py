@@ -32,7 +32,9 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
     mine = [str(v.address) for v in topology.vips_owned_by(mail_node)]
     before = topology.expected_owners()
     after = topology.expected_owners({mail_node})
-    assert len({after[v] for v in mine}) == len(mine), f"{mail_node}'s VIPs would go to one node: {after}"
+    assert len({after[v] for v in mine}) == len(mine), (
+        f"{mail_node}'s VIPs " + ", ".join(f"{v} -> {after[v]}" for v in mine)
+        + ": the topology sends them to one node; back them with two different neighbours")
     converge(cluster, failed=set())
     targets = targets_for(topology, mine)
     names = [t["name"] for t in targets]

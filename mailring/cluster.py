@@ -178,7 +178,7 @@ class Cluster(abc.ABC):
             raise TransportError(f"HAProxy runtime API on {node}: {res}")
         return res.stdout
 
-    haproxy_socket = "/run/haproxy/admin.sock"
+    haproxy_socket: str  # the runtime API socket on a node; drivers take it from their flavour's manifest
 
 
 def driver_class(name: str) -> type[Cluster]:

@@ -146,7 +146,8 @@ def cluster_factory(pytestconfig: pytest.Config) -> Iterator:
 def nemesis(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator:
     """Faults for one test; every fault still active is healed at teardown, then the
     cluster must converge back to the model (each test leaves it as it found it)."""
-    from mailring.checks.convergence import converge
+    from mailring.checks.convergence import converge, servers_settled
+    from mailring.checks.serving import check_deadline_s
     from mailring.nemesis import Nemesis
 
     if request.node.get_closest_marker("destructive") is None:
@@ -157,6 +158,7 @@ def nemesis(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator:
     finally:
         errors = nem.heal_all()
         converge(cluster, failed=set())
+        servers_settled(cluster, check_deadline_s(cluster.topology) * 2)
         if errors:
             raise RuntimeError("nemesis could not heal: " + "; ".join(errors))
 

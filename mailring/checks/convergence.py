@@ -57,3 +57,24 @@ def converge(cluster: Cluster, failed: set[str] | None = None, deadline: float |
 
     down = set(cluster.status().faults) if failed is None else set(failed)
     return eventually(check, deadline or deadline_s(topo, down), "VIP ownership as the model predicts")
+
+
+def servers_settled(cluster: Cluster, deadline_s: float) -> None:
+    """Wait until every running mail node's HAProxy sees every server fully UP ("UP", not
+    "UP 1/2" on its way, nor DOWN or MAINT), so the next test starts from a clean cluster."""
+    from mailring.checks.client_address import server_states
+
+    def check() -> None:
+        status = cluster.status()
+        bad = []
+        for node in cluster.topology.mail_nodes:
+            if status.nodes[node.name].state != "up":
+                continue
+            stats = server_states(cluster.haproxy_command(node.name, "show stat"))
+            for (backend, server), st in stats.items():
+                if st.status != "UP":
+                    bad.append(f"{node.name}: {backend}/{server} {st.status}")
+        if bad:
+            raise NotYet(f"{len(bad)} servers not settled: " + "; ".join(bad[:4]))
+
+    eventually(check, deadline_s, "every HAProxy seeing every server UP")

@@ -25,6 +25,7 @@ from mailring.drivers.lab.ready import wait_owners, wait_ready, wait_services
 from mailring.errors import InputError
 from mailring.render import render
 from mailring.render.context import MAIL_UID
+from mailring.render.engine import load_manifest
 
 REPO = Path(__file__).resolve().parents[3]
 PROBE = REPO / "mailring" / "probe.py"
@@ -39,6 +40,7 @@ class LabCluster(Cluster):
     def __init__(self, topology, lab: str = "mailring") -> None:
         super().__init__(topology, lab)
         self.names = LabNames(lab)
+        self.haproxy_socket = load_manifest("debian").paths["haproxy_socket"]
 
     # -- state ----------------------------------------------------------------
     def _state(self) -> dict:

@@ -160,9 +160,7 @@ class LabCluster(Cluster):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + 5
-        while _netns_pids(ns) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        _wait_empty(ns)
 
     # -- commands -------------------------------------------------------------
     def _init_pid(self, node: str) -> int:
@@ -211,9 +209,7 @@ class LabCluster(Cluster):
         self._set_fault(node, "crashed")
         netns.link(ns, up=False)  # a dead NIC: no ARP reply, no RST
         netns.drop_addresses(ns, keep=str(self.topology.nodes[node].address))
-        deadline = time.monotonic() + 5
-        while _netns_pids(ns) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        _wait_empty(ns)
 
     def boot(self, node: str) -> None:
         self.check_node(node)
@@ -346,6 +342,13 @@ def _children(pid: int) -> list[int]:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except (FileNotFoundError, ValueError):
         return []
+
+
+def _wait_empty(ns: str, deadline_s: float = 5.0) -> None:
+    """Wait (bounded) until no process is left in a namespace after its processes were killed."""
+    deadline = time.monotonic() + deadline_s
+    while _netns_pids(ns) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _netns_pids(ns: str) -> list[int]:

@@ -9,7 +9,6 @@ default route, so nothing can leave the machine.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable
 
 BRIDGE = "br0"
 NODE_IF = "eth0"
@@ -73,7 +72,7 @@ def addresses(ns: str) -> list[str]:
     return [line.split()[3] for line in out.splitlines() if len(line.split()) > 3]
 
 
-def drop_addresses(ns: str, keep: str, prefixes: Iterable[str] = ()) -> None:
+def drop_addresses(ns: str, keep: str) -> None:
     """Remove every address of eth0 except the node's own (the VIPs a dead node held)."""
     for cidr in addresses(ns):
         if cidr.split("/")[0] != keep:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from mailring.checks.convergence import describe, differences
 from mailring.checks.sweep import sweep
 from mailring.client import Client
 from mailring.cluster import TransportError
@@ -42,27 +43,19 @@ def _daemons(cluster: LabCluster, node: str) -> None:
                                f"lines: " + " | ".join(tail))
 
 
-def _vips(cluster: LabCluster) -> None:
+def _vips(cluster: LabCluster, failed: set[str] | None = None) -> None:
+    """VIP holders as the model predicts for ``failed`` (default: the lab's recorded faults)."""
     status = cluster.status()
-    failed = set(status.faults)
-    expected = cluster.topology.expected_owners(failed)
-    wrong = {vip: status.holders.get(vip, []) for vip, owner in expected.items()
-             if status.holders.get(vip, []) != ([owner] if owner else [])}
-    if wrong:
-        seen = ", ".join(f"{vip} held by {held or 'nobody'} (expected {expected[vip]})"
-                         for vip, held in sorted(wrong.items()))
-        raise NotReady(f"VIPs not converged: {seen}")
+    diff = differences(cluster.topology, status, set(status.faults) if failed is None else failed)
+    if diff:
+        raise NotReady(f"VIPs not converged: {describe(diff)}")
 
 
 def wait_owners(cluster: LabCluster, deadline_s: float) -> None:
     """Block until every VIP is held by its owner (the first election at bring-up)."""
 
     def check() -> None:
-        holders = cluster.status().holders
-        missing = [f"{v.address} ({v.owner}): {holders.get(str(v.address)) or 'nobody'}"
-                   for v in cluster.topology.vips if holders.get(str(v.address)) != [v.owner]]
-        if missing:
-            raise NotReady("VIPs not yet with their owners: " + ", ".join(missing))
+        _vips(cluster, failed=set())  # every VIP with its owner
         for node in cluster.topology.nodes:
             _daemons(cluster, node)
 

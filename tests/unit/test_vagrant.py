@@ -1,22 +1,19 @@
 """The vagrant driver without a VM: parsers on recorded outputs, the driver's logic over fakes,
-its SSH transport against an in-process paramiko server, and the Vagrantfile under
-``vagrant validate`` (skipped when vagrant is not installed)."""
+and the Vagrantfile under ``vagrant validate`` (skipped when vagrant is not installed).
+Its SSH transport is tested in test_vagrant_ssh.py."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from mailring.cluster import Result, TransportError
+from mailring.cluster import Result
 from mailring.drivers.vagrant import cluster as vcluster
 from mailring.drivers.vagrant import ops
 from mailring.drivers.vagrant.cluster import VagrantCluster
@@ -30,7 +27,7 @@ from mailring.drivers.vagrant.parse import (
     parse_machine_status,
     parse_ssh_config,
 )
-from mailring.drivers.vagrant.ssh import Ssh, connect_kwargs, remote_command
+from mailring.drivers.vagrant.ssh import connect_kwargs, remote_command
 from mailring.drivers.vagrant.state import LabState
 from mailring.errors import InputError
 from mailring.topology import load
@@ -258,117 +255,6 @@ def test_labs_keep_their_machines_apart(monkeypatch: pytest.MonkeyPatch) -> None
     assert other.dotfile.parts[-3:] == ("build", "mailring-gw1", ".vagrant")
     assert other._env()["VAGRANT_DOTFILE_PATH"] == str(other.dotfile)
     assert other.snapshot != default.snapshot
-
-
-# -- the SSH transport against a real SSH server (paramiko, in this process) ----
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory):
-    paramiko = pytest.importorskip("paramiko")
-    host_key = paramiko.RSAKey.generate(2048)
-    user_key = paramiko.RSAKey.generate(2048)
-    key_file = tmp_path_factory.mktemp("ssh") / "id_rsa"
-    user_key.write_private_key_file(str(key_file))
-    transports: list = []
-
-    class Server(paramiko.ServerInterface):
-        def get_allowed_auths(self, username: str) -> str:
-            return "publickey"
-
-        def check_auth_publickey(self, username: str, key) -> int:
-            ok = key.get_base64() == user_key.get_base64()
-            return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
-
-        def check_channel_request(self, kind: str, chanid: int) -> int:
-            return paramiko.OPEN_SUCCEEDED
-
-        def check_channel_exec_request(self, channel, command: bytes) -> bool:
-            threading.Thread(target=execute, args=(channel, command.decode()), daemon=True).start()
-            return True
-
-    def execute(channel, command: str) -> None:
-        assert command.startswith("sudo -n ")  # a passwordless sudo, as on Vagrant boxes
-        proc = subprocess.Popen(["sh", "-c", command[len("sudo -n "):]], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-        def feed() -> None:
-            while data := channel.recv(4096):
-                proc.stdin.write(data)
-                proc.stdin.flush()
-            proc.stdin.close()
-
-        threading.Thread(target=feed, daemon=True).start()
-        err = threading.Thread(target=lambda: channel.sendall_stderr(proc.stderr.read()))
-        err.start()
-        try:
-            while data := proc.stdout.read1(4096):
-                channel.sendall(data)
-            err.join()
-            channel.send_exit_status(proc.wait())
-        except OSError:  # the client hung up (a timeout test)
-            proc.kill()
-        channel.close()
-
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-
-    def serve() -> None:
-        while True:
-            try:
-                sock, _ = listener.accept()
-            except OSError:
-                return
-            t = paramiko.Transport(sock)
-            t.add_server_key(host_key)
-            t.start_server(server=Server())
-            transports.append(t)
-
-    threading.Thread(target=serve, daemon=True).start()
-    conf = {"HostName": "127.0.0.1", "Port": str(listener.getsockname()[1]), "User": "vagrant",
-            "IdentityFile": str(key_file)}
-    yield conf, transports
-    listener.close()
-    for t in transports:
-        t.close()
-
-
-def test_ssh_runs_commands_and_reuses_one_connection(sshd) -> None:
-    conf, _ = sshd
-    ssh = Ssh(lambda node: conf)
-    res = ssh.run("mail01", ["sh", "-c", "echo out; echo err >&2; exit 3"])
-    assert (res.rc, res.stdout, res.stderr) == (3, "out\n", "err\n")
-    first = ssh._clients["mail01"].get_transport()
-    assert ssh.run("mail01", ["cat"], input="hello\n").stdout == "hello\n"
-    assert ssh._clients["mail01"].get_transport() is first
-    ssh.forget()
-
-
-def test_ssh_timeouts_and_dead_hosts_are_transport_errors(sshd) -> None:
-    conf, _ = sshd
-    ssh = Ssh(lambda node: conf)
-    with pytest.raises(TransportError, match="did not finish"):
-        ssh.run("mail01", ["sleep", "5"], timeout=0.5)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed_port = s.getsockname()[1]
-    dead = Ssh(lambda node: {**conf, "Port": str(closed_port)})
-    with pytest.raises(TransportError, match="cannot connect"):
-        dead.run("mail02", ["true"])
-    ssh.forget()
-
-
-def test_ssh_running_command_stops_on_eof(sshd) -> None:
-    conf, _ = sshd
-    ssh = Ssh(lambda node: conf)
-    running = ssh.start("client01", ["sh", "-c", "echo started; cat; echo done"])
-    for _ in range(100):
-        if running.peek():
-            break
-        time.sleep(0.05)
-    assert running.peek() == "started\n"
-    res = running.stop(timeout=5)
-    assert (res.rc, res.stdout) == (0, "started\ndone\n")
-    ssh.forget()
 
 
 # -- the Vagrantfile under `vagrant validate` -----------------------------------

@@ -51,6 +51,15 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", marker)
 
 
+def pytest_collect_file(file_path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Scenario files (``scenarios/*.yaml``) are test items: ``pytest fixtures/scenarios``."""
+    from mailring.scenario.collect import ScenarioFile, is_scenario_file
+
+    if is_scenario_file(file_path):
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     driver = config.getoption("mailring_driver")
     for item in items:

@@ -10,7 +10,8 @@ from mailring.cluster import TransportError
 from mailring.errors import InputError
 
 # Each module registers its verbs; imported lazily only through this list.
-GROUPS = ("mailring.cli.model_cmds", "mailring.cli.lab_cmds", "mailring.cli.fault_cmds")
+GROUPS = ("mailring.cli.model_cmds", "mailring.cli.lab_cmds", "mailring.cli.fault_cmds",
+          "mailring.cli.run_cmds")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,0 +1,114 @@
+"""Judging a finished scenario from its record: pure functions, no I/O.
+
+Each expectation becomes ``mailring.runs.verdict.Result`` rows with figures:
+``owners`` (the VIP holders the step expects were reached, and when),
+``max_outage`` (the longest outage a client saw of each service after the
+step, against the step's bound), ``samples`` (every probe target was
+sampled: a probe that saw nothing fails) and ``one_holder`` (no VIP had two
+holders at once in any ownership sample). A new expectation is a field in
+``schema.ExpectSpec`` and a function here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mailring.checks.outage import outage_windows
+from mailring.client import Op
+from mailring.runs.verdict import Result
+from mailring.scenario.load import Scenario, Step
+
+MIN_SAMPLES = 10
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """When a step ran and what ownership it reached before the next step (host clock)."""
+
+    step: Step
+    t: float  # when the step's action started
+    done: float  # when it returned
+    next_t: float  # when the next step started (or the run ended)
+    reached: float | None  # first sample matching the expected owners; None: never
+    last_seen: str  # what differed at the last sample, when never reached
+
+
+def owners_result(sr: StepRun, expected: dict[str, str | None]) -> Result:
+    s = sr.step
+    if sr.reached is not None:
+        ms = round((sr.reached - sr.t) * 1000)
+        return Result("owners", True, f"owners as expected {ms} ms after the step", s.index, s.text,
+                      figures={"reached_ms": ms}, duration_s=sr.reached - sr.t)
+    whose = "the step's" if s.owners else "the model's"
+    return Result("owners", False, f"step {s.index} ({s.text}): VIP owners never matched {whose} "
+                  f"within {sr.next_t - sr.t:.1f} s; last seen: {sr.last_seen}", s.index, s.text,
+                  figures={"waited_ms": round((sr.next_t - sr.t) * 1000),
+                           "expected": {v: o for v, o in expected.items()}},
+                  duration_s=sr.next_t - sr.t)
+
+
+def outage_results(sr: StepRun, ops: list[Op], scenario: Scenario) -> list[Result]:
+    """Per bounded service: the worst outage window that began between this step and the next."""
+    s, out = sr.step, []
+    for service, bound in s.max_outage.items():
+        worst: tuple[float, str, int] | None = None  # (seconds or inf, host, attempts)
+        windows = 0
+        for probe in (p for p in scenario.probes if p.service == service):
+            for w in outage_windows(ops, probe.name):
+                if not sr.t <= w.first_fail < sr.next_t:
+                    continue
+                windows += 1
+                d = float("inf") if w.duration is None else w.duration
+                if worst is None or d > worst[0]:
+                    worst = (d, probe.host, w.attempts)
+        figures: dict[str, Any] = {"max_outage_ms": round(bound * 1000), "windows": windows}
+        if worst is None:
+            out.append(Result("max_outage", True, f"{service}: no outage", s.index, s.text, service,
+                              figures={**figures, "outage_ms": 0}))
+            continue
+        d, host, attempts = worst
+        ms = None if d == float("inf") else round(d * 1000)
+        figures.update(outage_ms=ms if ms is not None else "never recovered", failed_attempts=attempts)
+        ok = ms is not None and d <= bound
+        seen = f"outage {ms} ms" if ms is not None else "outage never recovered"
+        msg = (f"step {s.index} ({s.text}): {service}@{host}: {seen} "
+               f"{'<=' if ok else '>'} max_outage {round(bound * 1000)} ms")
+        out.append(Result("max_outage", ok, msg, s.index, s.text, service, host, figures))
+    return out
+
+
+def samples_results(ops: list[Op], scenario: Scenario) -> list[Result]:
+    counts = {p.name: 0 for p in scenario.probes}
+    for op in ops:
+        if op.target in counts:
+            counts[op.target] += 1
+    short = {n: c for n, c in counts.items() if c < MIN_SAMPLES}
+    figures = {"targets": len(counts), "operations": sum(counts.values()),
+               "fewest": min(counts.values(), default=0)}
+    if short:
+        listing = ", ".join(f"{n} {c}" for n, c in list(short.items())[:5])
+        return [Result("samples", False, f"the probe made fewer than {MIN_SAMPLES} attempts on "
+                       f"{len(short)} targets: {listing}", figures=figures)]
+    return [Result("samples", True, f"every target sampled at least {MIN_SAMPLES} times", figures=figures)]
+
+
+def one_holder_results(samples: list[dict[str, Any]]) -> list[Result]:
+    split = [(s["t"], vip, held) for s in samples for vip, held in s["holders"].items() if len(held) > 1]
+    figures = {"samples": len(samples), "split_samples": len(split)}
+    if not samples:
+        return [Result("one_holder", "unknown", "no ownership samples were taken", figures=figures)]
+    if split:
+        t, vip, held = split[0]
+        return [Result("one_holder", False, f"VIP {vip} held by {', '.join(held)} at once "
+                       f"({len(split)} samples with two holders)", vip=vip, figures=figures)]
+    return [Result("one_holder", True, "no VIP ever had two holders", figures=figures)]
+
+
+def judge(scenario: Scenario, runs: list[StepRun], ops: list[Op],
+          samples: list[dict[str, Any]]) -> list[Result]:
+    results: list[Result] = []
+    for sr in runs:
+        results.append(owners_result(sr, scenario.expected_owners(sr.step.index)))
+        results.extend(outage_results(sr, ops, scenario))
+    return results + samples_results(ops, scenario) + one_holder_results(samples)

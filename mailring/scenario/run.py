@@ -1,0 +1,295 @@
+"""Carry out a scenario on a running cluster and write its run folder.
+
+``run(scenario, cluster, folder)`` starts the probes (every target in one or
+more timeline agents on the client node), samples VIP ownership in a thread
+of its own, runs each step at its time (``at``) or once the previous step's
+owners are reached (``after: converged``), waits for the last step to settle,
+then judges the record (``judge``) and writes history, faults, ownership,
+verdict, JUnit, node logs and report.html. Every fault still active is
+healed and the cluster brought back to the model in ``finally``, also on
+Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mailring.checks.convergence import converge, deadline_s, describe
+from mailring.checks.timelines import margin_s
+from mailring.client import Client, Op, Timeline, target
+from mailring.cluster import TransportError
+from mailring.errors import InputError
+from mailring.nemesis import Crash, Fault, HaproxyState, Isolate, Nemesis, StopService
+from mailring.runs.records import collect_logs, record_fault, record_history, record_ownership
+from mailring.runs.report import write_report
+from mailring.runs.store import slug
+from mailring.runs.verdict import write_verdict
+from mailring.scenario.judge import StepRun, judge
+from mailring.scenario.progress import Progress
+
+if TYPE_CHECKING:
+    from mailring.cluster import Cluster, Status
+    from mailring.runs import RunFolder
+    from mailring.scenario.load import Scenario, Step
+
+MAX_TARGETS = 64  # per timeline agent (probe.py's limit)
+SAMPLE_PERIOD_S = 0.2
+SETTLE_S = 2.0  # samples kept after the last step settled, so the end of an outage is seen
+
+
+class OwnershipSampler(threading.Thread):
+    """Samples who holds each VIP every ``period`` seconds into the run folder, until stopped."""
+
+    def __init__(self, cluster: Cluster, folder: RunFolder, period: float = SAMPLE_PERIOD_S) -> None:
+        super().__init__(name="ownership-sampler", daemon=True)
+        self.cluster, self.folder, self.period = cluster, folder, period
+        self.samples: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        self.latest: Status | None = None
+        self._stop_event = threading.Event()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                status = self.cluster.status()
+                sample = record_ownership(self.folder, status)
+                with self._lock:
+                    self.samples.append(sample)
+                    self.latest = status
+            except Exception as exc:  # noqa: BLE001 - a node mid-crash; keep sampling
+                self.errors.append(str(exc))
+            self._stop_event.wait(self.period)
+
+    def since(self, t: float) -> list[dict[str, Any]]:
+        with self._lock:
+            return [s for s in self.samples if s["t"] >= t]
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(10)
+
+
+def lab_for(base: str, scenario: Scenario) -> str:
+    """The caller's lab, or ``<lab>-<topology name>`` for a scenario that brings its own topology
+    (the article's first design), so the two clusters never share a name."""
+    if not scenario.own_topology:
+        return base
+    stem = Path(scenario.topology.path).stem.removeprefix("topology-").removeprefix("topology")
+    suffix = slug(stem or scenario.name).lower().replace("_", "-").replace(".", "-") or "own"
+    return f"{base}-{suffix}"[:24].rstrip("-")
+
+
+def is_up(cluster: Cluster) -> bool:
+    """Every node of the lab running (possibly with faults a run will heal)."""
+    try:
+        status = cluster.status()
+    except (TransportError, InputError, OSError):
+        return False
+    return all(n.state != "down" for n in status.nodes.values())
+
+
+def supported(cluster: Cluster, scenario: Scenario) -> None:
+    """InputError (exit 2, nothing started) for a verb the driver cannot do."""
+    for step in scenario.steps:
+        if step.verb.name in ("hang", "resume") and not hasattr(cluster, "hang"):
+            raise InputError(f"{scenario.path}: step {step.index}: do: the {cluster.NAME} driver has no "
+                             f"{step.verb.name} yet; remove the step or use another driver")
+
+
+def make_fault(step: Step) -> Fault:
+    verb = step.verb.name
+    if verb == "crash":
+        return Crash(step.node)
+    if verb == "isolate":
+        return Isolate(step.node)
+    if verb == "stop":
+        return StopService(step.node, step.daemon or "")
+    if verb == "drain":
+        return HaproxyState(step.node, (step.service,) if step.service else (), "drain")
+    raise InputError(f"step {step.index}: {verb} has no fault here")
+
+
+def _matches(samples: list[dict[str, Any]], expected: dict[str, str | None]) -> float | None:
+    want = {vip: ([o] if o else []) for vip, o in expected.items()}
+    for s in samples:
+        if all(s["holders"].get(vip, []) == held for vip, held in want.items()):
+            return s["t"]
+    return None
+
+
+def _last_seen(sampler: OwnershipSampler, expected: dict[str, str | None]) -> str:
+    if sampler.latest is None:
+        return "no ownership sample"
+    diff = {vip: (o, sampler.latest.holders.get(vip, [])) for vip, o in expected.items()
+            if sampler.latest.holders.get(vip, []) != ([o] if o else [])}
+    return describe(diff) or "as expected"
+
+
+def _wait_owners(sampler: OwnershipSampler, since: float, expected: dict[str, str | None],
+                 until: float, progress: Progress, label: str) -> float | None:
+    """Poll the sampler until the expected owners are seen (-> time) or ``until`` passes (-> None)."""
+    while True:
+        reached = _matches(sampler.since(since), expected)
+        if reached is not None:
+            return reached
+        if time.time() >= until:
+            return None
+        progress.status(f"{label}: waiting for the owners; {_last_seen(sampler, expected)[:150]}")
+        time.sleep(SAMPLE_PERIOD_S / 2)
+
+
+def _start_probes(client: Client, scenario: Scenario, seconds: float) -> list[Timeline]:
+    topo = scenario.topology
+    specs = []
+    for p in scenario.probes:
+        svc = topo.services[p.service]
+        specs.append(target(p.host, svc.port, svc.protocol, name=p.name, tls=svc.tls))
+    return [client.timeline(specs[i:i + MAX_TARGETS], hz=scenario.hz, max_seconds=seconds,
+                            timeout=scenario.timeout) for i in range(0, len(specs), MAX_TARGETS)]
+
+
+def _wait_sampling(timelines: list[Timeline], progress: Progress, deadline: float = 20.0) -> None:
+    """Every target answered a few times: the probes run and the cluster serves before step 1."""
+    from mailring.checks.wait import NotYet, eventually
+
+    def check() -> None:
+        short = []
+        for tl in timelines:
+            ops = tl.so_far()
+            short += [t["name"] for t in tl.targets
+                      if sum(1 for o in ops if o.target == t["name"] and o.ok) < 3]
+        if short:
+            progress.status(f"probes: waiting for {len(short)} targets to answer ({short[0]}, ...)")
+            raise NotYet(f"targets without 3 ok samples: {', '.join(short[:6])}")
+
+    eventually(check, deadline, "every probe target answering before the first step", poll_s=0.2)
+
+
+def _wait_recovered(timelines: list[Timeline], until: float, progress: Progress) -> None:
+    """Until every target's latest attempt succeeded (or ``until``): outages end inside the record."""
+    while time.time() < until:
+        failing = []
+        for tl in timelines:
+            last: dict[str, Op] = {}
+            for o in tl.so_far():
+                last[o.target] = o
+            failing += [n for n, o in last.items() if not o.ok]
+        if not failing:
+            return
+        progress.status(f"settling: {len(failing)} targets still failing ({failing[0]}, ...)")
+        time.sleep(0.2)
+
+
+def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
+        progress: Progress | None = None) -> dict[str, Any]:
+    """Carry out the scenario; return the verdict (also in the folder). Faults healed in finally."""
+    progress = progress or Progress()
+    topo = scenario.topology
+    supported(cluster, scenario)
+    shutil.copy(scenario.path, folder.path / "scenario.yaml")
+    folder.update_meta(description=scenario.description, scenario=scenario.path, topology=topo.path,
+                       driver=cluster.NAME, lab=cluster.lab, steps=[s.text for s in scenario.steps],
+                       clock="history on the probe's clock (client node); faults and ownership on the "
+                             "host's: the same clock on the lab driver")
+    progress.status("waiting until the cluster matches the model before the first step")
+    converge(cluster, failed=set())
+    n = len(scenario.steps)
+    budget = (max((s.at or 0) for s in scenario.steps)
+              + n * (deadline_s(topo, {m.name for m in topo.mail_nodes[:3]}) + margin_s(topo) + 10) + 60)
+    client = Client(cluster)
+    nemesis = Nemesis(cluster)
+    sampler = OwnershipSampler(cluster, folder)
+    timelines: list[Timeline] = []
+    active: dict[str, tuple[Fault, str]] = {}  # target -> (fault, step text)
+    runs: list[StepRun] = []
+    ops: list[Op] = []
+    try:
+        timelines = _start_probes(client, scenario, min(budget, 3600))
+        sampler.start()
+        _wait_sampling(timelines, progress)
+        t_start = time.time()
+        folder.update_meta(start=t_start)
+        pending: list[tuple[Step, float, float]] = []  # steps run, not yet judged for owners
+
+        def close(step: Step, t: float, done: float, next_t: float) -> None:
+            expected = scenario.expected_owners(step.index)
+            reached = _matches(sampler.since(t), expected)
+            seen = "" if reached is not None else _last_seen(sampler, expected)
+            runs.append(StepRun(step, t, done, next_t, reached, seen))
+
+        for step in scenario.steps:
+            label = f"step {step.index}/{n} ({step.text})"
+            if pending:
+                prev, t_prev, _ = pending[-1]
+                failed = scenario.out_of_carp(prev.index)
+                if step.after:
+                    until = time.time() + deadline_s(topo, failed) + margin_s(topo)
+                else:
+                    until = t_start + step.at
+                _wait_owners(sampler, t_prev, scenario.expected_owners(prev.index), until, progress,
+                             f"step {prev.index}/{n} ({prev.text})")
+            if step.at is not None:
+                while (left := t_start + step.at - time.time()) > 0:
+                    progress.status(f"{label}: at {step.at:g}s, in {left:.1f}s")
+                    time.sleep(min(left, 0.1))
+            t = time.time()
+            if pending:
+                close(*pending.pop(), next_t=t)
+            progress.note(f"{label} at {t - t_start:.1f}s")
+            _do(nemesis, step, active, folder, t)
+            pending.append((step, t, time.time()))
+        last, t_last, done = pending.pop()
+        failed = scenario.out_of_carp(last.index)
+        until = time.time() + deadline_s(topo, failed) + margin_s(topo)
+        _wait_owners(sampler, t_last, scenario.expected_owners(last.index), until, progress,
+                     f"step {last.index}/{n} ({last.text})")
+        _wait_recovered(timelines, time.time() + margin_s(topo) + 10, progress)
+        time.sleep(SETTLE_S)
+        t_end = time.time()
+        close(last, t_last, done, next_t=t_end)
+        for tl in timelines:
+            ops.extend(tl.stop())
+        folder.update_meta(end=t_end)
+    finally:
+        for tl in timelines:
+            try:
+                tl.stop()
+            except Exception:  # noqa: BLE001 - the run already failed; keep cleaning up
+                pass
+        t_heal = time.time()
+        errors = nemesis.heal_all()
+        for tgt, (_, text) in active.items():  # healed by the run, not by a step
+            record_fault(folder, "heal", text, tgt, t=t_heal, done=time.time(), by="end of run")
+        if errors:
+            progress.note("could not heal: " + "; ".join(errors))
+        try:
+            progress.status("restoring: waiting until the cluster matches the model again")
+            converge(cluster, failed=set())
+        finally:
+            sampler.stop()
+            record_history(folder, ops)
+            collect_logs(folder, cluster)
+    results = judge(scenario, runs, ops, sampler.samples)
+    verdict = write_verdict(folder, results, scenario.name, scenario=scenario.path)
+    write_report(folder)
+    return verdict
+
+
+def _do(nemesis: Nemesis, step: Step, active: dict[str, tuple[Fault, str]], folder: RunFolder,
+        t: float) -> None:
+    """Apply the step's fault, or heal the fault it undoes; record both ends in faults.jsonl."""
+    if step.verb.undoes:
+        fault, text = active.pop(step.target)
+        nemesis.heal(fault)
+        record_fault(folder, "heal", text, step.target, t=t, step=step.index, done=time.time(),
+                     by=step.text)
+        return
+    fault = make_fault(step)
+    nemesis.apply(fault)
+    active[step.target] = (fault, step.text)
+    record_fault(folder, "invoke", step.text, step.target, t=t, step=step.index, done=time.time())

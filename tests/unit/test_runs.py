@@ -1,0 +1,110 @@
+"""The run folder package: folder layout, records, verdict merging, JUnit and the report page."""
+
+from __future__ import annotations
+
+import json
+import os
+from xml.etree import ElementTree as ET
+
+from mailring.client import Op
+from mailring.cluster import Status
+from mailring.runs import RunFolder
+from mailring.runs.records import (
+    fault_intervals,
+    history_line,
+    record_fault,
+    record_history,
+    record_ownership,
+    split_target,
+)
+from mailring.runs.report import fault_lanes, render, spans, write_report
+from mailring.runs.verdict import Result, junit, merge, results_of, write_verdict
+
+T0 = 1_700_000_000.0
+
+
+def test_create_makes_a_stamped_folder_and_points_latest_at_it(tmp_path):
+    a = RunFolder.create("domino chain", root=tmp_path, stamp="20260101-020000", driver="lab")
+    b = RunFolder.create("domino chain", root=tmp_path, stamp="20260101-020000")
+    assert a.path.name == "20260101-020000-domino-chain"
+    assert b.path.name == "20260101-020000-domino-chain.2"  # same second: never the same folder
+    assert os.readlink(tmp_path / "latest") == b.path.name
+    assert a.meta()["driver"] == "lab" and a.meta()["name"] == "domino chain"
+    a.update_meta(end=5.0)
+    assert a.meta()["end"] == 5.0 and a.meta()["driver"] == "lab"
+
+
+def test_history_lines_name_service_host_outcome_and_latency(tmp_path):
+    f = RunFolder.create("h", root=tmp_path)
+    ops = [Op(T0 + 1, T0 + 1.25, "smtp@192.168.56.101", "fail", error="timed out"),
+           Op(T0, T0 + 0.01, "smtp@192.168.56.101", "ok")]
+    record_history(f, ops, test="t1")
+    lines = list(f.lines("history.jsonl"))
+    assert [x["t"] for x in lines] == [T0, T0 + 1]  # in invoke order
+    assert lines[1] == {"t": T0 + 1, "end": T0 + 1.25, "target": "smtp@192.168.56.101", "service": "smtp",
+                        "host": "192.168.56.101", "outcome": "fail", "latency_ms": 250.0,
+                        "error": "timed out", "test": "t1"}
+    assert split_target("imap@mail.ring.test") == ("imap", "mail.ring.test")
+    assert history_line(ops[1])["outcome"] == "ok"
+
+
+def test_fault_intervals_pair_invoke_with_heal_of_the_same_target():
+    events = [{"t": 1, "what": "invoke", "fault": "crash mail01", "target": "mail01"},
+              {"t": 2, "what": "invoke", "fault": "stop postfix on mail02", "target": "mail02/postfix"},
+              {"t": 5, "what": "heal", "fault": "crash mail01", "target": "mail01"}]
+    ivs = fault_intervals(events, end=9)
+    assert [(iv["fault"], iv["start"], iv["end"], iv["healed"]) for iv in ivs] == [
+        ("crash mail01", 1, 5, True), ("stop postfix on mail02", 2, 9, False)]
+    assert fault_lanes(ivs) == [0, 1]
+    assert fault_lanes([{"start": 0, "end": 1}, {"start": 1, "end": 2}]) == [0, 0]
+
+
+def test_spans_merge_runs_of_one_outcome():
+    parts = spans([(0, True), (1, True), (2, False), (3, False), (4, True)], end=6)
+    assert parts == {True: [(0, 2), (4, 2)], False: [(2, 2)]}
+    assert spans([], end=3) == {True: [], False: []}
+
+
+def test_merge_ranks_false_over_unknown_over_true():
+    assert merge([True, True]) is True
+    assert merge([True, "unknown"]) == "unknown"
+    assert merge(["unknown", False, True]) is False
+    assert merge([]) == "unknown"
+
+
+def test_verdict_and_junit_carry_each_result_with_its_figures(tmp_path):
+    f = RunFolder.create("v", root=tmp_path)
+    results = [Result("owners", True, step=1, step_text="crash mail01", figures={"converged_ms": 3100}),
+               Result("max_outage", False, "smtp@192.168.56.101: outage 3950 ms > max_outage 1 ms",
+                      step=1, step_text="crash mail01", service="smtp", vip="192.168.56.101",
+                      figures={"outage_ms": 3950, "max_outage_ms": 1})]
+    v = write_verdict(f, results, "domino")
+    assert v["valid"] is False and v["failed"] == 1 and v["checked"] == 2
+    assert json.loads((f.path / "verdict.json").read_text())["results"][1]["figures"]["outage_ms"] == 3950
+    assert results_of(f) == results
+    suite = ET.fromstring(junit(results, "domino")).find("testsuite")
+    assert suite.get("tests") == "2" and suite.get("failures") == "1"
+    cases = suite.findall("testcase")
+    assert cases[1].get("name") == "step 1 (crash mail01) max_outage smtp@192.168.56.101"
+    assert cases[1].find("failure").get("message").startswith("smtp@192.168.56.101: outage 3950 ms")
+    assert cases[0].find("failure") is None
+
+
+def test_report_is_one_page_with_timelines_outages_and_ownership(tmp_path):
+    f = RunFolder.create("report", root=tmp_path, driver="lab", lab="t")
+    f.update_meta(start=T0, end=T0 + 10)
+    ops = [Op(T0 + k / 10, T0 + k / 10 + 0.01, "smtp@192.168.56.101", "fail" if 30 <= k < 60 else "ok")
+           for k in range(100)]
+    record_history(f, ops)
+    record_fault(f, "invoke", "crash mail01", "mail01", t=T0 + 3, step=1)
+    record_fault(f, "heal", "crash mail01", "mail01", t=T0 + 8, step=2)
+    for k in range(10):
+        holder = ["mail02"] if 4 <= k < 8 else ["mail01"]
+        record_ownership(f, Status(nodes={}, holders={"192.168.56.101": holder}), t=T0 + k)
+    write_verdict(f, [Result("owners", True, step=1, step_text="crash mail01")], "report")
+    page = render(f)
+    assert page.count("<svg") == 2  # one service, one ownership chart; nothing loaded from elsewhere
+    assert "<script" not in page and "http://" not in page.split("<svg", 1)[0]
+    assert "3100 ms" in page  # last ok at 2.9 s, first ok again at 6.0 s
+    assert "crash mail01" in page and "mail02" in page and "PASS" in page
+    assert write_report(f).read_text() == page

@@ -1,0 +1,86 @@
+"""Judging a scenario's record: owners reached, outage per step against max_outage, samples, holders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mailring.client import Op
+from mailring.scenario import load
+from mailring.scenario.judge import StepRun, judge, one_holder_results, outage_results, samples_results
+
+T0 = 1_700_000_000.0
+
+
+ROOT = Path(__file__).resolve().parents[2]
+TOPOLOGY = Path(__file__).parent / "data" / "topology.yaml"
+if not TOPOLOGY.exists():
+    TOPOLOGY = ROOT / "fixtures" / "topology.yaml"
+GOOD = """name: t
+description: a crash and a boot
+steps:
+  - {do: crash, node: mail01, at: 2s, expect: {max_outage: {smtp: 4s}}}
+  - {do: boot, node: mail01, after: converged}
+"""
+
+
+def scenario(tmp_path: Path, text: str = GOOD):
+    p = tmp_path / "s.yaml"
+    p.write_text(text.replace("description:", "probes: {services: [smtp], targets: [192.168.56.101, "
+                                              "192.168.56.103]}\ndescription:"))
+    return load(p, TOPOLOGY)
+
+
+def ops_with_outage(target: str, fail_from: float, fail_to: float, end: float = 30.0) -> list[Op]:
+    return [Op(T0 + k / 20, T0 + k / 20 + 0.01, target, "fail" if fail_from <= k / 20 < fail_to else "ok")
+            for k in range(int(end * 20))]
+
+
+def test_max_outage_names_step_service_vip_and_figures(tmp_path):
+    s = scenario(tmp_path)
+    ops = ops_with_outage("smtp@192.168.56.101", 2.0, 5.5) + ops_with_outage("smtp@192.168.56.103", 0, 0)
+    sr = StepRun(s.steps[0], T0 + 2.0, T0 + 2.1, T0 + 20, T0 + 5.0, "")
+    [res] = outage_results(sr, ops, s)
+    assert res.valid is True and res.vip == "192.168.56.101"
+    assert res.figures == {"max_outage_ms": 4000, "windows": 1, "outage_ms": 3550, "failed_attempts": 70}
+    tight = s.steps[0].__class__(**{**s.steps[0].__dict__, "max_outage": {"smtp": 0.001}})
+    [res] = outage_results(StepRun(tight, T0 + 2.0, T0 + 2.1, T0 + 20, T0 + 5.0, ""), ops, s)
+    assert res.valid is False
+    assert res.message == "step 1 (crash mail01): smtp@192.168.56.101: outage 3550 ms > max_outage 1 ms"
+
+
+def test_an_outage_that_never_ends_fails_and_one_before_the_step_does_not_count(tmp_path):
+    s = scenario(tmp_path)
+    ops = ops_with_outage("smtp@192.168.56.101", 25, 99) + ops_with_outage("smtp@192.168.56.103", 0.5, 1)
+    [res] = outage_results(StepRun(s.steps[0], T0 + 2, T0 + 2.1, T0 + 30, None, ""), ops, s)
+    assert res.valid is False and "never recovered" in res.message
+    [res] = outage_results(StepRun(s.steps[0], T0 + 2, T0 + 2.1, T0 + 20, None, ""), ops, s)
+    assert res.valid is True and res.figures["outage_ms"] == 0  # 101's is after the next step; 103's before
+
+
+def test_owners_never_reached_fails_with_what_was_last_seen(tmp_path):
+    s = scenario(tmp_path)
+    ops = ops_with_outage("smtp@192.168.56.101", 0, 0) + ops_with_outage("smtp@192.168.56.103", 0, 0)
+    runs = [StepRun(s.steps[0], T0 + 2, T0 + 2.1, T0 + 9, None, "VIP 192.168.56.101: expected owner "
+                    "mail05, held by nobody"),
+            StepRun(s.steps[1], T0 + 9, T0 + 9.5, T0 + 20, T0 + 12.5, "")]
+    results = judge(s, runs, ops, [{"t": T0, "holders": {"192.168.56.101": ["mail01"]}}])
+    owners = [r for r in results if r.check == "owners"]
+    assert owners[0].valid is False
+    assert "last seen: VIP 192.168.56.101: expected owner mail05" in owners[0].message
+    assert owners[1].valid is True and owners[1].figures == {"reached_ms": 3500}
+    assert [r.check for r in results][-2:] == ["samples", "one_holder"]
+
+
+def test_a_probe_that_saw_nothing_fails(tmp_path):
+    s = scenario(tmp_path)
+    [res] = samples_results(ops_with_outage("smtp@192.168.56.101", 0, 0), s)
+    assert res.valid is False and "smtp@192.168.56.103 0" in res.message
+
+
+def test_two_holders_of_one_vip_fail_and_no_samples_is_unknown():
+    split = [{"t": T0, "holders": {"192.168.56.101": ["mail01"]}},
+             {"t": T0 + 1, "holders": {"192.168.56.101": ["mail01", "mail05"]}}]
+    [res] = one_holder_results(split)
+    assert res.valid is False and res.vip == "192.168.56.101" and "mail01, mail05" in res.message
+    assert one_holder_results(split[:1])[0].valid is True
+    assert one_holder_results([])[0].valid == "unknown"

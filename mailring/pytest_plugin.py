@@ -55,9 +55,11 @@ def pytest_collect_file(file_path, parent: pytest.Collector) -> pytest.Collector
     """Scenario files (``scenarios/*.yaml``) are test items: ``pytest fixtures/scenarios``."""
     from mailring.scenario.collect import ScenarioFile, is_scenario_file
 
-    if is_scenario_file(file_path):
-        return ScenarioFile.from_parent(parent, path=file_path)
-    return None
+    if not is_scenario_file(file_path):
+        return None
+    node = ScenarioFile.from_parent(parent, path=file_path)
+    node.lab = lab_name(parent.config)
+    return node
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

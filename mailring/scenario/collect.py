@@ -13,12 +13,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from mailring.runs import RunFolder
 from mailring.runs.store import runs_root
 from mailring.runs.verdict import first_failure
+
+if TYPE_CHECKING:
+    from mailring.scenario.load import Scenario
 
 
 def is_scenario_file(path: Path) -> bool:
@@ -28,6 +32,8 @@ def is_scenario_file(path: Path) -> bool:
 class ScenarioFile(pytest.File):
     """One scenario file -> one test item named after the scenario."""
 
+    lab = "mailring"  # the session's lab name; the plugin sets it
+
     def collect(self) -> Iterator[pytest.Item]:
         from mailring.scenario import validate
 
@@ -35,8 +41,10 @@ class ScenarioFile(pytest.File):
         if scenario is None:
             raise self.CollectError(errors[0])
 
+        lab = self.lab
+
         def test_scenario(request: pytest.FixtureRequest) -> None:
-            run_scenario_item(request, scenario)
+            run_scenario_item(request, scenario, lab)
 
         test_scenario.__doc__ = scenario.description
         item = pytest.Function.from_parent(self, name=scenario.name, callobj=test_scenario)
@@ -44,9 +52,8 @@ class ScenarioFile(pytest.File):
         yield item
 
 
-def run_scenario_item(request: pytest.FixtureRequest, scenario) -> None:
+def run_scenario_item(request: pytest.FixtureRequest, scenario: Scenario, lab: str) -> None:
     from mailring.cluster import open_cluster
-    from mailring.pytest_plugin import lab_name
     from mailring.scenario.run import lab_for, run
 
     config = request.config
@@ -55,7 +62,7 @@ def run_scenario_item(request: pytest.FixtureRequest, scenario) -> None:
     if scenario.own_topology:
         if driver == "lab" and os.geteuid() != 0:
             pytest.skip("the lab driver needs root (network, mount and PID namespaces); run as root")
-        own = open_cluster(scenario.topology, driver=driver, lab=lab_for(lab_name(config), scenario))
+        own = open_cluster(scenario.topology, driver=driver, lab=lab_for(lab, scenario))
     cluster = own or request.getfixturevalue("cluster")
     try:
         if own is not None:

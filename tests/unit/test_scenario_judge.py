@@ -4,23 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from test_scenario_load import GOOD, TOPOLOGY  # tests/unit is on sys.path (pytest's rootdir import)
+
 from mailring.client import Op
 from mailring.scenario import load
 from mailring.scenario.judge import StepRun, judge, one_holder_results, outage_results, samples_results
 
 T0 = 1_700_000_000.0
-
-
-ROOT = Path(__file__).resolve().parents[2]
-TOPOLOGY = Path(__file__).parent / "data" / "topology.yaml"
-if not TOPOLOGY.exists():
-    TOPOLOGY = ROOT / "fixtures" / "topology.yaml"
-GOOD = """name: t
-description: a crash and a boot
-steps:
-  - {do: crash, node: mail01, at: 2s, expect: {max_outage: {smtp: 4s}}}
-  - {do: boot, node: mail01, after: converged}
-"""
 
 
 def scenario(tmp_path: Path, text: str = GOOD):

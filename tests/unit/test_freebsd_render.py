@@ -146,7 +146,7 @@ def test_dns_configs_are_valid(bundles: Path, tmp_path: Path) -> None:
 
 def test_carp_aliases_follow_the_handbook_form(bundles: Path) -> None:
     for node in TOPO.mail_nodes:
-        lines = (bundles / node.name / "usr/local/etc/mailring/carp-aliases.rc.conf"
+        lines = (bundles / node.name / "usr/local/etc/mailring/aliases.rc.conf"
                  ).read_text().splitlines()
         runs = TOPO.vips_run_by(node.name)
         assert len(lines) == len(runs)
@@ -163,13 +163,25 @@ def test_carp_aliases_follow_the_handbook_form(bundles: Path) -> None:
             assert m["advbase"] is None  # the topology's advbase 1 is the kernel default
 
 
+def test_client_aliases_are_rendered_as_rc_conf_aliases(bundles: Path) -> None:
+    client = TOPO.client
+    assert client.aliases, "the fixture's client has a second source address"
+    lines = (bundles / client.name / "usr/local/etc/mailring/aliases.rc.conf").read_text().splitlines()
+    assert lines == [f'ifconfig_@IF@_alias{n}="inet {a}/32"' for n, a in enumerate(client.aliases)]
+    # a mail node's plain aliases would be numbered after its CARP aliases
+    mail = (bundles / "mail01" / "usr/local/etc/mailring/aliases.rc.conf").read_text()
+    assert "alias /32" not in mail and len(mail.splitlines()) == len(TOPO.vips_run_by("mail01"))
+
+
 def test_loader_sysctl_and_sysrc_fragments(bundles: Path) -> None:
     etc = bundles / "mail05" / "usr/local/etc/mailring"
-    assert (etc / "loader.conf").read_text() == 'carp_load="YES"\n'
+    loader = [ln for ln in (etc / "loader.conf").read_text().splitlines() if not ln.startswith("#")]
+    # CARP loaded at boot with every vhid held in INIT until rc.d/mailring_carp releases it
+    assert loader == ['carp_load="YES"', 'net.inet.carp.allow="0"']
     assert (etc / "sysctl.conf").read_text() == "net.inet.carp.preempt=1\n"
     setting = re.compile(r"^[a-z][a-z0-9_]*=\S.*$")
     mail = {"haproxy_enable=YES", "postfix_enable=YES", "dovecot_enable=YES", "nginx_enable=YES",
-            "sendmail_enable=NONE"}
+            "sendmail_enable=NONE", "mailring_carp_enable=YES"}
     client = {"nsd_enable=YES", "unbound_enable=YES", "sendmail_enable=NONE"}
     for node, want in (("mail05", mail), ("client01", client)):
         lines = [ln for ln in (bundles / node / "usr/local/etc/mailring/rc.sysrc").read_text()
@@ -252,3 +264,24 @@ def test_apply_sh_refuses_to_run_off_freebsd(bundles: Path) -> None:
     res = subprocess.run(["sh", str(bundles / "mail01" / "apply.sh"), str(bundles)],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "mailring render --flavour freebsd" in res.stderr
+
+
+def test_haproxy_log_reaches_the_file_the_driver_reads(bundles: Path) -> None:
+    from mailring.drivers.vagrant import ops
+    from mailring.render.engine import load_manifest
+
+    paths = load_manifest("freebsd").paths
+    root = bundles / "mail01"
+    # HAProxy logs to syslogd's local socket (_PATH_LOG) with a facility ...
+    log = next(ln.split() for ln in (root / "usr/local/etc/haproxy.conf").read_text().splitlines()
+               if ln.strip().startswith("log /"))
+    assert log[1] == "/var/run/log" == paths["haproxy_log"]
+    facility = log[2]
+    # ... a syslog.d rule (only *.conf files are included) files that facility ...
+    rules = list((root / paths["syslog_d"].lstrip("/")).glob("*.conf"))
+    assert len(rules) == 1
+    selector, target = next(ln.split() for ln in rules[0].read_text().splitlines()
+                            if ln and not ln.startswith("#"))
+    assert selector == f"{facility}.*"
+    # ... into the file the vagrant driver reads for `mailring logs <node> haproxy`.
+    assert ops.log_paths("haproxy", paths["log"]) == [target]

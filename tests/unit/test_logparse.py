@@ -211,3 +211,32 @@ def test_haproxy_backend_source_tcp_http_and_none() -> None:
     plain = parse_haproxy(f"{CLIENT}:40000 [25/Nov/2026:20:04:41.000] fe_smtp be_smtp/mail01 1/0/5 10 -- "
                           "1/1/0/0/0 0/0")
     assert plain.backend_source_addr is None and plain.termination == "--"
+
+
+# --- FreeBSD: what the vagrant driver reads from a FreeBSD node's /var/log ---
+# syslogd(8) writes "Mmm dd HH:MM:SS host prog[pid]: msg", the day padded with a
+# space ("Dec  1"), without the <PRI> HAProxy sent to /var/run/log; Postfix's
+# maillog_file and Dovecot's log_path write their own lines, as on Debian.
+def test_haproxy_lines_as_freebsd_syslogd_files_them() -> None:
+    tcp = parse_haproxy(f"Dec  1 15:47:30 mail01 haproxy[1234]: {CLIENT}:43968 "
+                        f"[01/Dec/2026:15:47:30.372] fe_imap be_imap/mail02 1/0/10 1066 -- "
+                        f"1/1/0/0/0 0/0 {NODE}:37322")
+    assert (tcp.accept, tcp.client_addr, tcp.server) == ("01/Dec/2026:15:47:30.372", CLIENT, "mail02")
+    assert (tcp.backend_source_addr, tcp.backend_source_port) == (NODE, 37322)
+    http = parse_haproxy(f"Dec 12 09:01:02 mail03 haproxy[77]: {CLIENT}:50836 "
+                         f"[12/Dec/2026:09:01:02.341] fe_https~ be_https/mail03 0/0/0/0/0 200 138 - - "
+                         f'---- 7/1/0/0/0 0/0 {NODE}:33418 "GET / HTTP/1.1"')
+    assert (http.frontend, http.status, http.backend_source_port) == ("fe_https~", 200, 33418)
+    lines = parse_lines("haproxy", "Dec  1 15:47:29 mail01 haproxy[1234]: Proxy fe_imap started.\n"
+                        f"Dec  1 15:47:30 mail01 haproxy[1234]: {CLIENT}:1 [01/Dec/2026:15:47:30.1] "
+                        "fe_smtp be_smtp/mail01 1/0/5 10 -- 1/1/0/0/0 0/0 -:-\n")
+    assert [type(r) for r in lines] == [OtherRecord, HaproxyRecord]
+
+
+def test_postfix_and_dovecot_lines_on_freebsd() -> None:
+    rec = pf(f"Dec  1 15:47:30 mail01 postfix/smtpd[5678]: connect from unknown[{CLIENT}]:40000")
+    assert (rec.event, rec.client_addr, rec.client_port) == ("connect", CLIENT, 40000)
+    dv = parse_dovecot(f"Dec  1 15:47:30 imap-login: Info: Login: user=<alice@ring.test>, "
+                       f"method=PLAIN, rip={CLIENT}, rport=40001, lip={NODE}, lport=10143, mpid=901, "
+                       "session=<abc>")
+    assert dv is not None and (dv.event, dv.rip, dv.rport, dv.lport) == ("Login", CLIENT, 40001, 10143)

@@ -226,7 +226,7 @@ setup_store() {
 			mark store
 		fi
 		if merge_block "$ROOT/etc/exports" mailring "$FRAG/exports"; then mark mountd; fi
-		for s in rpcbind mountd nfsd; do
+		for s in rpcbind statd lockd mountd nfsd; do
 			service "$s" status >/dev/null 2>&1 || { service "$s" start && mark "$s"; }
 		done
 		if changed mountd; then service mountd reload; fi
@@ -237,6 +237,10 @@ setup_store() {
 	# the two nodes' runs would flip it back and forth.
 	[ -d "$ROOT$MAIL_STORE" ] || install -d -m 0755 "$ROOT$MAIL_STORE"
 	if merge_block "$ROOT/etc/fstab" mailring "$FRAG/fstab"; then mark fstab; fi
+	# NLM locking on the client side too (Dovecot's fcntl locks on the store)
+	for s in rpcbind statd lockd; do
+		service "$s" status >/dev/null 2>&1 || { service "$s" start && mark "$s"; }
+	done
 	mount -t nfs | grep -q " on $MAIL_STORE (" && return 0
 	n=0
 	until showmount -e "$NFS_SERVER" 2>/dev/null | grep -q "^$MAIL_STORE "; do

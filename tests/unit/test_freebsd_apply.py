@@ -157,6 +157,14 @@ def test_carp_is_held_at_boot_and_released_by_the_rc_script(provisioned: dict[st
     assert (mail.root / "usr/local/etc/rc.d/mailring_carp").stat().st_mode & 0o111
 
 
+def test_nfs_locking_daemons_run_on_both_sides(provisioned: dict[str, Node]) -> None:
+    mail, client = provisioned["mail01"].calls(), provisioned["client01"].calls()
+    for daemon in ("rpcbind", "statd", "lockd"):
+        assert f"service {daemon} start" in client
+        assert mail.index(f"service {daemon} start") < mail.index("mount /var/mail/vhosts")
+    assert client.index("service lockd start") < client.index("service nfsd start")
+
+
 def test_a_changed_haproxy_config_reloads_haproxy(fakes: dict[str, Node]) -> None:
     mail = fakes["mail01"]
     applied(mail)

@@ -113,6 +113,9 @@ def test_dovecot_config_is_clean(bundles: Path, tmp_path: Path) -> None:
     res = subprocess.run([doveconf, "-c", str(conf), "-n"], capture_output=True, text=True)
     assert res.returncode == 0 and res.stderr == "", res.stderr
     assert "/var/spool/postfix/private/auth" in src.read_text()
+    # the NFS store's settings, as Dovecot reads them (it checks mail_nfs_index's prerequisites)
+    for line in ("mmap_disable = yes", "mail_fsync = always", "mail_nfs_index = yes"):
+        assert line in res.stdout.splitlines()
 
 
 def test_nginx_config_parses(bundles: Path, tmp_path: Path) -> None:
@@ -285,3 +288,40 @@ def test_haproxy_log_reaches_the_file_the_driver_reads(bundles: Path) -> None:
     assert selector == f"{facility}.*"
     # ... into the file the vagrant driver reads for `mailring logs <node> haproxy`.
     assert ops.log_paths("haproxy", paths["log"]) == [target]
+
+
+def test_the_nfs_store_has_locking_and_cannot_hang_a_node(bundles: Path) -> None:
+    line = (bundles / "mail02" / "usr/local/etc/mailring/fstab").read_text().split()
+    assert line[1:3] == [paths_of("mail_store"), "nfs"]
+    opts = dict(o.partition("=")[::2] for o in line[3].split(","))
+    # soft+intr: a dead store host fails calls (EIO/EINTR) instead of hanging them forever;
+    # bg: a boot without it goes on; timeout (1/10 s) and retrans bound the wait.
+    assert {"rw", "bg", "nfsv3", "tcp", "soft", "intr"} <= opts.keys()
+    assert "hard" not in opts and "nolockd" not in opts  # NLM locks reach the server
+    assert 0 < int(opts["timeout"]) <= 100 and 0 < int(opts["retrans"]) <= 5
+    for node in ("mail02", "client01"):
+        sysrc = (bundles / node / "usr/local/etc/mailring/rc.sysrc").read_text().splitlines()
+        assert {"rpcbind_enable=YES", "rpc_lockd_enable=YES", "rpc_statd_enable=YES"} <= set(sysrc)
+
+
+def paths_of(key: str) -> str:
+    from mailring.render.engine import load_manifest
+
+    return load_manifest("freebsd").paths[key]
+
+
+NFS_SETTINGS = {"mmap_disable": "yes", "mail_fsync": "always", "mail_nfs_storage": "yes",
+                "mail_nfs_index": "yes"}
+
+
+def test_dovecot_has_its_nfs_settings_on_freebsd_only(bundles: Path, tmp_path: Path) -> None:
+    def settings(text: str) -> dict[str, str]:
+        return {k.strip(): v.strip() for k, _, v in (ln.partition("=") for ln in text.splitlines())
+                if k.strip() in NFS_SETTINGS}
+
+    conf = (bundles / "mail01" / "usr/local/etc/dovecot/dovecot.conf").read_text()
+    assert settings(conf) == NFS_SETTINGS
+    debian = tmp_path / "debian"
+    render(TOPO, "debian", debian)
+    lab = next(debian.rglob("dovecot.conf")).read_text()
+    assert settings(lab) == {}  # the lab's store is a local bind mount

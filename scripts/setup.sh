@@ -12,6 +12,7 @@ APT_PACKAGES=(
   python3 python3-yaml python3-dnspython
   swaks dnsutils curl iputils-arping
   shellcheck vagrant vagrant-libvirt
+  mmdebstrap
 )
 
 if [ "$(id -u)" -ne 0 ]; then

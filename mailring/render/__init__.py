@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mailring.errors import InputError
 from mailring.render.context import node_context
 from mailring.render.engine import environment, load_manifest, render_file
 from mailring.render.tls import ensure_tls
@@ -19,6 +20,12 @@ def render(topo: Topology, flavour: str, out: str | Path) -> dict[str, Path]:
     """Render every node's bundle under ``out``; return node name -> bundle root."""
     out = Path(out)
     manifest = load_manifest(flavour)
+    dovecot = manifest.dovecot.get(topo.dovecot_version)
+    if dovecot is None:
+        raise InputError(
+            f"{topo.path}: dovecot_version: {topo.dovecot_version!r} has no template in the "
+            f"{flavour} flavour (it has {', '.join(sorted(manifest.dovecot))}); set "
+            f"dovecot_version to one of those or use another flavour")
     env = environment()
     tls = ensure_tls(topo, out / "tls")
     roots: dict[str, Path] = {}
@@ -26,6 +33,7 @@ def render(topo: Topology, flavour: str, out: str | Path) -> dict[str, Path]:
         root = out / node.name
         ctx = node_context(topo, node, manifest.paths, flavour)
         ctx["tls"] = tls
+        ctx["dovecot_template"] = dovecot
         for spec in manifest.files:
             if node.role in spec.roles:
                 render_file(env, spec, ctx, root)

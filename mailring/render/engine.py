@@ -38,6 +38,8 @@ class Manifest:
     paths: dict[str, str]
     files: tuple[FileSpec, ...]
     private: tuple[str, ...]  # directories each node keeps to itself (lab bind mounts)
+    # Dovecot major version -> its dovecot.conf template ({dovecot_template} in files)
+    dovecot: dict[str, str]
 
 
 def load_manifest(flavour: str) -> Manifest:
@@ -49,7 +51,8 @@ def load_manifest(flavour: str) -> Manifest:
                  int(str(f.get("mode", "0644")), 8))
         for f in raw["files"]
     )
-    return Manifest(flavour, dict(raw["paths"]), files, tuple(raw.get("private", [])))
+    return Manifest(flavour, dict(raw["paths"]), files, tuple(raw.get("private", [])),
+                    {str(k): v for k, v in raw["dovecot"].items()})
 
 
 def environment() -> jinja2.Environment:
@@ -66,9 +69,11 @@ def environment() -> jinja2.Environment:
 
 
 def render_file(env: jinja2.Environment, spec: FileSpec, context: dict[str, Any], root: Path) -> Path:
-    dest = root / spec.dest.format(**{k: v for k, v in context.items() if isinstance(v, str)})
+    """Render one file; its template and dest may name string context values in braces."""
+    strings = {k: v for k, v in context.items() if isinstance(v, str)}
+    dest = root / spec.dest.format(**strings)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    text = env.get_template(spec.template).render(**context)
+    text = env.get_template(spec.template.format(**strings)).render(**context)
     tmp = dest.with_name(dest.name + ".tmp")
     tmp.write_text(text)
     os.chmod(tmp, spec.mode)

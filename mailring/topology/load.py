@@ -264,6 +264,7 @@ def _build(path: Path, f: TopologyFile) -> Topology:
         ),
         users=tuple(User(u.address, u.password) for u in f.users),
         vagrant=VagrantSettings(f.vagrant.memory, f.vagrant.cpus, dict(f.vagrant.boxes)),
+        dovecot_version=f.dovecot_version,
     )
 
 

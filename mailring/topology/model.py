@@ -107,6 +107,7 @@ class Topology:
     dns: Dns
     users: tuple[User, ...]
     vagrant: VagrantSettings
+    dovecot_version: str = "2.3"  # "2.3" | "2.4": the syntax of the rendered dovecot.conf
 
     # -- lookups -----------------------------------------------------------
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 NodeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]{0,11}$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -99,3 +99,13 @@ class TopologyFile(Strict):
     dns: DnsSpec
     users: list[UserSpec]
     vagrant: VagrantSpec = VagrantSpec()
+    # The Dovecot major version the mail nodes run, so their dovecot.conf is
+    # rendered for it (2.4 changed the syntax). Debian 12's lab has 2.3; FreeBSD's
+    # pkg has both (dovecot = 2.3, dovecot24 = 2.4).
+    dovecot_version: Literal["2.3", "2.4"] = "2.3"
+
+    @field_validator("dovecot_version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: object) -> object:
+        """YAML reads an unquoted 2.4 as a number; take it as the text it looks like."""
+        return str(value) if isinstance(value, float) else value

@@ -73,9 +73,9 @@ check_dovecot() {
 	case "$v" in
 	"$DOVECOT_SERIES" | "$DOVECOT_SERIES".*) ;;
 	*) die "Dovecot $v is installed, but this bundle's dovecot.conf is for Dovecot" \
-		"$DOVECOT_SERIES (2.4 needs dovecot_config_version, %{user}, passwd_file_path)." \
-		"Use a box whose pkg repository has Dovecot $DOVECOT_SERIES, or port" \
-		"provision/common/dovecot/dovecot.conf.j2 to $v." ;;
+		"$DOVECOT_SERIES (the topology's dovecot_version). Set dovecot_version to" \
+		"\"$(echo "$v" | cut -d. -f1-2)\" and render again, or remove the installed package" \
+		"(pkg: dovecot is 2.3, dovecot24 is 2.4; they conflict)." ;;
 	esac
 }
 

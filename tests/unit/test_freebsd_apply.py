@@ -191,3 +191,12 @@ def test_the_stub_commands_are_all_linked() -> None:
     for cmd in COMMANDS:
         assert cmd in text, f"{cmd} is stubbed but apply.sh does not call it"
     assert shutil.which("sh")
+
+
+def test_a_dovecot_of_another_series_stops_the_run(fakes: dict[str, Node]) -> None:
+    mail = fakes["mail01"]
+    mail.env["STUB_DOVECOT_VERSION"] = "2.4.5"  # dovecot24 installed, the bundle is for 2.3
+    res = mail.apply()
+    assert res.returncode == 1
+    assert 'Dovecot 2.4.5 is installed' in res.stderr and 'dovecot_version to "2.4"' in res.stderr
+    assert not any(c.startswith("service ") for c in mail.calls())

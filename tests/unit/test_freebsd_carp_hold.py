@@ -124,3 +124,11 @@ def test_carp_stays_off_while_haproxy_sees_the_node_down(node) -> None:
 def test_stop_turns_carp_off(node) -> None:
     assert node("start").returncode == 0
     assert node("stop").returncode == 0 and allow(node) == "0"
+
+
+
+def test_the_rc_script_finds_pkg_tools_at_boot(script: Path) -> None:
+    # /etc/rc runs rc.d scripts with PATH=/sbin:/bin:/usr/sbin:/usr/bin; socat is pkg's
+    text = script.read_text()
+    path_line = text.index('PATH="$PATH:/usr/local/sbin:/usr/local/bin"')
+    assert path_line < text.index("socat -t")

@@ -28,6 +28,9 @@ FRAG="$BUNDLE$MAILRING_ETC"
 # (a 14.0 box and the 14.x package set), default no, so a provisioner would
 # fail: skip the question (FACTS section 10).
 export IGNORE_OSVERSION=yes ASSUME_ALWAYS_YES=yes
+# pkg's daemons and checkers (haproxy, doveconf, nsd-checkconf ...), whatever
+# PATH the provisioner's sudo left us
+PATH="$PATH:/usr/local/sbin:/usr/local/bin"
 CHANGED=" "
 
 say() { printf 'mailring-apply[%s]: %s\n' "$NODE" "$*"; }

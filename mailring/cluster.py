@@ -3,7 +3,9 @@
 Tests, the CLI, nemesis and probes talk to a ``Cluster`` only; the driver
 behind it (``lab``: Linux namespaces on this host, ``vagrant``: FreeBSD VMs)
 is chosen by name and imported on first use, so a driver's optional
-dependencies never load unless it is picked.
+dependencies never load unless it is picked. The faults a cluster can take
+are named in ``mailring.faults``; ``Cluster.apply_fault``/``undo_fault`` and
+``supports`` are driven by that table.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mailring import faults
 from mailring.errors import InputError
 
 if TYPE_CHECKING:
@@ -26,7 +29,11 @@ DRIVERS = {
 }
 DEFAULT_DRIVER = "lab"
 DEFAULT_LAB = "mailring"
-SERVICES = ("postfix", "dovecot", "haproxy", "carp", "webmail", "dns")
+HAPROXY_STATES = ("ready", "drain", "maint")
+
+
+class Unsupported(InputError):
+    """The driver lacks the primitive a fault kind is built on."""
 
 
 class TransportError(RuntimeError):
@@ -54,7 +61,7 @@ class Result:
 @dataclass
 class NodeStatus:
     name: str
-    state: str  # up | down | crashed | isolated
+    state: str  # up | down | the node state of an active whole-node fault (crashed, isolated, ...)
     address: str
 
 
@@ -62,7 +69,7 @@ class NodeStatus:
 class Status:
     nodes: dict[str, NodeStatus]
     holders: dict[str, list[str]]  # VIP -> nodes that hold it as CARP master now
-    faults: dict[str, str] = field(default_factory=dict)  # node -> crashed | isolated
+    faults: dict[str, str] = field(default_factory=dict)  # node -> state of its whole-node fault
 
     def owner(self, vip: str) -> str | None:
         """The single holder of a VIP; None when nobody or several hold it."""
@@ -86,6 +93,7 @@ class Cluster(abc.ABC):
     """A running (or startable) mail cluster built from one topology."""
 
     NAME = "abstract"
+    FLAVOUR = "debian"  # the render flavour (OS) of the nodes; per-OS fault rules key on it
 
     def __init__(self, topology: Topology, lab: str = DEFAULT_LAB) -> None:
         self.topology = topology
@@ -118,7 +126,7 @@ class Cluster(abc.ABC):
     def probe_argv(self) -> list[str]:
         """argv prefix that runs mailring/probe.py on the client node."""
 
-    # faults ---------------------------------------------------------------
+    # faults: driver primitives (mailring.faults names which kind needs which) --
     @abc.abstractmethod
     def crash(self, node: str) -> None:
         """Power cut: every daemon dies at once, VIPs and link go with it."""
@@ -128,20 +136,102 @@ class Cluster(abc.ABC):
         """Start a crashed node again over the same disks (queues survive)."""
 
     @abc.abstractmethod
-    def stop_service(self, node: str, name: str) -> None:
-        """Stop one service on a running node (see SERVICES)."""
+    def stop_daemon(self, node: str, daemon: str) -> None:
+        """Stop one daemon on a running node (see mailring.faults.DAEMONS)."""
 
     @abc.abstractmethod
-    def start_service(self, node: str, name: str) -> None:
-        """Start a stopped service again."""
+    def start_daemon(self, node: str, daemon: str) -> None:
+        """Start a stopped daemon again."""
 
     @abc.abstractmethod
     def isolate(self, node: str) -> None:
         """Cut the node off the cluster network; its processes keep running."""
 
     @abc.abstractmethod
-    def heal(self, node: str) -> None:
-        """Undo isolate()."""
+    def rejoin(self, node: str) -> None:
+        """Undo isolate(): the node's cluster link comes back."""
+
+    @abc.abstractmethod
+    def faults(self) -> dict[str, str]:
+        """The whole-node faults in force, as recorded across CLI calls: node -> state."""
+
+    @abc.abstractmethod
+    def record_fault(self, node: str, state: str | None) -> None:
+        """Record (or with None, forget) a node's whole-node fault state."""
+
+    # faults: driven by the registry ----------------------------------------
+    @classmethod
+    def supports(cls, kind: str) -> bool:
+        """Whether this driver implements every primitive the fault kind needs."""
+        return all(cls.supports_primitive(p) for p in faults.kind(kind).needs)
+
+    def require(self, kind: str) -> faults.FaultKind:
+        """The fault kind, or Unsupported naming the driver and the missing primitives."""
+        k = faults.kind(kind)
+        if not self.supports(kind):
+            raise Unsupported(f"the {self.NAME} driver cannot {kind}: it lacks "
+                              f"{', '.join(p for p in k.needs if not self.supports_primitive(p))}")
+        return k
+
+    @classmethod
+    def supports_primitive(cls, name: str) -> bool:
+        """The driver has the method and it is not the abstract one."""
+        method = getattr(cls, name, None)
+        return callable(method) and not getattr(method, "__isabstractmethod__", False)
+
+    def apply_fault(self, kind: str, node: str, *targets: str) -> None:
+        """Inflict a fault of ``kind`` on node (targets: a daemon, or topology services)."""
+        k = self.require(kind)
+        self.check_fault_targets(k, node, targets)
+        getattr(self, k.method)(node, *targets)
+
+    def undo_fault(self, kind: str, node: str, *targets: str) -> None:
+        """Undo a fault of ``kind`` on node with the kind's inverse."""
+        k = self.require(kind)
+        self.check_fault_targets(k, node, targets)
+        getattr(self, k.inverse_method)(node, *targets)
+
+    def check_fault_targets(self, k: faults.FaultKind, node: str, targets: tuple[str, ...]) -> None:
+        self.check_node(node)
+        if k.target_required and not targets:
+            raise InputError(f"{k.name} needs a {k.takes} on {node}")
+        if k.takes is None and targets:
+            raise InputError(f"{k.name} takes a node only, not {' '.join(targets)}")
+        for t in targets:
+            if k.takes == "daemon":
+                self.check_daemon(t)
+            elif k.takes == "service" and t not in self.topology.services:
+                raise InputError(f"unknown service {t!r}; use one of {', '.join(self.topology.services)}")
+
+    def carp_failed(self, status: Status | None = None) -> set[str]:
+        """Nodes out of the CARP election now (crashed, isolated, ... as this OS behaves)."""
+        recorded = status.faults if status is not None else self.faults()
+        return faults.carp_failed(recorded, self.FLAVOUR)
+
+    def drain(self, node: str, *services: str) -> None:
+        """No new sessions to the node's own server for ``services`` (default: all)."""
+        self.set_server_state(node, services, "drain")
+
+    def maint(self, node: str, *services: str) -> None:
+        """The node's own server out of rotation for ``services`` (default: all)."""
+        self.set_server_state(node, services, "maint")
+
+    def ready(self, node: str, *services: str) -> None:
+        """The node's own server takes sessions again."""
+        self.set_server_state(node, services, "ready")
+
+    def set_server_state(self, node: str, services: tuple[str, ...], state: str) -> None:
+        """``set server be_<svc>/<node> state <state>`` on the node's own HAProxy, checked."""
+        from mailring.render.context import haproxy_backend
+
+        if state not in HAPROXY_STATES:
+            raise InputError(f"HAProxy server state {state!r}; use one of {', '.join(HAPROXY_STATES)}")
+        for svc in services or tuple(self.topology.services):
+            if svc not in self.topology.services:
+                raise InputError(f"unknown service {svc!r}; use one of {', '.join(self.topology.services)}")
+            answer = self.haproxy_command(node, f"set server {haproxy_backend(svc)}/{node} state {state}")
+            if answer.strip():
+                raise RuntimeError(f"HAProxy on {node} refused 'set server ... {state}': {answer.strip()}")
 
     @abc.abstractmethod
     def log_text(self, node: str, service: str) -> str:
@@ -166,9 +256,9 @@ class Cluster(abc.ABC):
             names = ", ".join(self.topology.nodes)
             raise InputError(f"unknown node {node!r}; the nodes of {self.topology.path} are: {names}")
 
-    def check_service(self, name: str) -> None:
-        if name not in SERVICES:
-            raise InputError(f"unknown service {name!r}; use one of: {', '.join(SERVICES)}")
+    def check_daemon(self, name: str) -> None:
+        if name not in faults.DAEMONS:
+            raise InputError(f"unknown daemon {name!r}; use one of: {', '.join(faults.DAEMONS)}")
 
     def haproxy_command(self, node: str, command: str) -> str:
         """Send one command to the node's HAProxy runtime API (admin level) and return its answer."""

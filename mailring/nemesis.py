@@ -1,7 +1,8 @@
 """Faults with an inverse, applied to a Cluster and always healed.
 
-Each fault is a small object: ``invoke`` breaks something the way a real
-outage does, ``heal`` undoes it. A ``Nemesis`` applies faults, refuses to
+A fault is a kind from ``mailring.faults`` (crash, isolate, stop, drain, ...)
+on a node and its targets: ``invoke`` breaks something the way a real outage
+does, ``undo`` applies the kind's inverse. A ``Nemesis`` applies faults, refuses to
 fault the same target twice ("already disrupting ..."), records when each
 fault started and ended, and heals everything still active in reverse order
 on ``heal_all`` (the pytest fixture and the CLI call it in ``finally``, so a
@@ -14,113 +15,49 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mailring.errors import InputError
-from mailring.render.context import haproxy_backend
+from mailring import faults
 
 if TYPE_CHECKING:
     from mailring.cluster import Cluster
 
-HAPROXY_STATES = ("ready", "drain", "maint")
 
-
-@dataclass
+@dataclass(frozen=True)
 class Fault:
+    """One fault of a kind from ``mailring.faults``, on a node (and its targets, if any)."""
+
+    kind: str
     node: str
+    targets: tuple[str, ...] = ()
+
+    @property
+    def spec(self) -> faults.FaultKind:
+        return faults.kind(self.kind)
 
     @property
     def target(self) -> str:
         """What the fault disrupts; two active faults may not share a target."""
-        return self.node
+        if self.spec.scope(self.targets) == "node":
+            return self.node
+        if self.spec.takes == "service":  # the node's own servers in its HAProxy
+            return f"{self.node}/haproxy-servers"
+        return f"{self.node}/{','.join(self.targets)}"
 
     def describe(self) -> str:
-        raise NotImplementedError
+        if self.spec.takes == "service":
+            return f"{self.kind} {self.node}'s own server for {', '.join(self.targets) or 'every service'}"
+        return f"{self.kind} {' '.join(self.targets) + ' on ' if self.targets else ''}{self.node}"
+
+    def conflicts(self, other: Fault) -> bool:
+        """Same target, or the same node while either takes the whole node away."""
+        whole = (self.spec.exclusive and self.spec.scope(self.targets) == "node") or \
+                (other.spec.exclusive and other.spec.scope(other.targets) == "node")
+        return self.target == other.target or (self.node == other.node and whole)
 
     def invoke(self, cluster: Cluster) -> None:
-        raise NotImplementedError
+        cluster.apply_fault(self.kind, self.node, *self.targets)
 
-    def heal(self, cluster: Cluster) -> None:
-        raise NotImplementedError
-
-
-@dataclass
-class Crash(Fault):
-    """Power cut: every daemon of the node dies at once; heal boots it over the same disks."""
-
-    def describe(self) -> str:
-        return f"crash {self.node}"
-
-    def invoke(self, cluster: Cluster) -> None:
-        cluster.crash(self.node)
-
-    def heal(self, cluster: Cluster) -> None:
-        cluster.boot(self.node)
-
-
-@dataclass
-class Isolate(Fault):
-    """The node's cluster link goes down; its processes keep running (split-brain risk)."""
-
-    def describe(self) -> str:
-        return f"isolate {self.node}"
-
-    def invoke(self, cluster: Cluster) -> None:
-        cluster.isolate(self.node)
-
-    def heal(self, cluster: Cluster) -> None:
-        cluster.heal(self.node)
-
-
-@dataclass
-class StopService(Fault):
-    """One daemon stopped on a running node."""
-
-    service: str = ""
-
-    @property
-    def target(self) -> str:
-        return f"{self.node}/{self.service}"
-
-    def describe(self) -> str:
-        return f"stop {self.service} on {self.node}"
-
-    def invoke(self, cluster: Cluster) -> None:
-        cluster.stop_service(self.node, self.service)
-
-    def heal(self, cluster: Cluster) -> None:
-        cluster.start_service(self.node, self.service)
-
-
-@dataclass
-class HaproxyState(Fault):
-    """The node's own server in its HAProxy set to drain or maint (runtime API, as HATop does)."""
-
-    services: tuple[str, ...] = ()
-    state: str = "drain"
-
-    @property
-    def target(self) -> str:
-        return f"{self.node}/haproxy-servers"
-
-    def describe(self) -> str:
-        return f"{self.state} {self.node}'s own server for {', '.join(self.services)}"
-
-    def invoke(self, cluster: Cluster) -> None:
-        set_server_state(cluster, self.node, self.services, self.state)
-
-    def heal(self, cluster: Cluster) -> None:
-        set_server_state(cluster, self.node, self.services, "ready")
-
-
-def set_server_state(cluster: Cluster, node: str, services: tuple[str, ...], state: str) -> None:
-    """``set server be_<svc>/<node> state <state>`` on the node's own HAProxy, checked."""
-    if state not in HAPROXY_STATES:
-        raise InputError(f"HAProxy server state {state!r}; use one of {', '.join(HAPROXY_STATES)}")
-    for svc in services or tuple(cluster.topology.services):
-        if svc not in cluster.topology.services:
-            raise InputError(f"unknown service {svc!r}; use one of {', '.join(cluster.topology.services)}")
-        answer = cluster.haproxy_command(node, f"set server {haproxy_backend(svc)}/{node} state {state}")
-        if answer.strip():
-            raise RuntimeError(f"HAProxy on {node} refused 'set server ... {state}': {answer.strip()}")
+    def undo(self, cluster: Cluster) -> None:
+        cluster.undo_fault(self.kind, self.node, *self.targets)
 
 
 @dataclass
@@ -139,8 +76,8 @@ class Nemesis:
     history: list[Event] = field(default_factory=list)
 
     def apply(self, fault: Fault) -> Fault:
-        busy = [f for f in self.active if f.target == fault.target or
-                (isinstance(f, Crash) and f.node == fault.node)]
+        self.cluster.require(fault.kind)
+        busy = [f for f in self.active if f.conflicts(fault)]
         if busy:
             raise RuntimeError(f"nemesis already disrupting {busy[0].target} ({busy[0].describe()}); "
                                f"refusing to {fault.describe()}")
@@ -152,7 +89,7 @@ class Nemesis:
     def heal(self, fault: Fault) -> None:
         if fault not in self.active:
             raise RuntimeError(f"not started: {fault.describe()}")
-        fault.heal(self.cluster)
+        fault.undo(self.cluster)
         self.active.remove(fault)
         self.history.append(Event(time.time(), "heal", fault.describe()))
 
@@ -167,18 +104,23 @@ class Nemesis:
                 self.active.remove(fault)
         return errors
 
+    def inflict(self, kind: str, node: str, *targets: str) -> Fault:
+        """Apply a fault of a kind named in mailring.faults (the shorthands below are these)."""
+        return self.apply(Fault(kind, node, tuple(targets)))
+
     # shorthands
     def crash(self, node: str) -> Fault:
-        return self.apply(Crash(node))
+        return self.inflict("crash", node)
 
     def isolate(self, node: str) -> Fault:
-        return self.apply(Isolate(node))
+        return self.inflict("isolate", node)
 
-    def stop(self, node: str, service: str) -> Fault:
-        return self.apply(StopService(node, service))
+    def stop(self, node: str, daemon: str) -> Fault:
+        return self.inflict("stop", node, daemon)
 
     def drain(self, node: str, *services: str, state: str = "drain") -> Fault:
-        return self.apply(HaproxyState(node, tuple(services), state))
+        """Set the node's own server to ``state`` (drain or maint) for services (default: all)."""
+        return self.inflict(state, node, *services)
 
     def __enter__(self) -> Nemesis:
         return self

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mailring.cluster import DEFAULT_DRIVER, DEFAULT_LAB, DRIVERS, Cluster, open_cluster
+from mailring.cluster import DEFAULT_DRIVER, DEFAULT_LAB, DRIVERS, Cluster, driver_class, open_cluster
 from mailring.errors import InputError
 from mailring.topology import DEFAULT_TOPOLOGY, Topology, load
 
@@ -21,6 +21,8 @@ MARKERS = (
     "destructive: the test injects faults; it gets a nemesis that heals them at teardown",
     "lab_only(reason): runs only on the lab driver; the reason says why",
     "vagrant_only(reason): runs only on the vagrant driver; the reason says why",
+    "faults(*kinds): the fault kinds (mailring.faults) the test injects; skipped, saying which, "
+    "on a driver that lacks one",
 )
 
 
@@ -70,6 +72,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if mark is not None and driver != wanted:
                 reason = mark.args[0] if mark.args else mark.kwargs.get("reason", "")
                 item.add_marker(pytest.mark.skip(reason=f"{name} ({driver} driver): {reason}"))
+        lacking = [k for mark in item.iter_markers("faults") for k in mark.args
+                   if not _supports(driver, k, item.nodeid)]
+        if lacking:
+            item.add_marker(pytest.mark.skip(reason=f"the {driver} driver has no fault "
+                                                    f"{', '.join(lacking)} (mailring.faults)"))
+
+
+def _supports(driver: str, kind: str, nodeid: str) -> bool:
+    try:
+        return driver_class(driver).supports(kind)
+    except InputError as exc:
+        raise pytest.UsageError(f"{nodeid}: @pytest.mark.faults: {exc}") from None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -42,20 +42,21 @@ def describe(diff: dict[str, tuple[str | None, list[str]]]) -> str:
 def converge(cluster: Cluster, failed: set[str] | None = None, deadline: float | None = None) -> Status:
     """Wait until every VIP is held by exactly the node the model expects for ``failed``.
 
-    ``failed`` defaults to the cluster's own record of crashed/isolated nodes.
+    ``failed`` defaults to the nodes the cluster's recorded faults take out of CARP
+    (``Cluster.carp_failed``: crashed, isolated, ... as the nodes' OS behaves).
     On timeout the error names each VIP, its expected and its actual owner.
     """
     topo = cluster.topology
 
     def check() -> Status:
         status = cluster.status()
-        down = set(status.faults) if failed is None else set(failed)
+        down = cluster.carp_failed(status) if failed is None else set(failed)
         diff = differences(topo, status, down)
         if diff:
             raise NotYet(describe(diff))
         return status
 
-    down = set(cluster.status().faults) if failed is None else set(failed)
+    down = cluster.carp_failed() if failed is None else set(failed)
     return eventually(check, deadline or deadline_s(topo, down), "VIP ownership as the model predicts")
 
 

@@ -1,73 +1,46 @@
-"""`mailring crash | boot | stop | start | isolate | heal | drain | ready`: faults by hand.
+"""Fault verbs (`mailring crash | boot | stop | start | isolate | heal | drain | ready ...`).
 
-The same faults the suite injects, for an operator at a terminal. Each verb
-waits for nothing but its own action; `mailring status` then shows the
-faults and, per VIP, the owner against what the model expects.
+One verb per kind and per inverse in ``mailring.faults``, for an operator at a
+terminal: the same faults the suite injects. Each verb waits for nothing but
+its own action; `mailring status` then shows the faults and, per VIP, the
+owner against what the model expects.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from mailring import faults
 from mailring.cli.common import add_common, cluster_of
-from mailring.nemesis import set_server_state
+
+TARGET_HELP = {
+    "daemon": " | ".join(faults.DAEMONS),
+    "service": "a topology service (default: all of them)",
+}
 
 
-def _node_verb(method: str, done: str):
+def _verb(kind: faults.FaultKind, inverse: bool):
     def run(args: argparse.Namespace) -> int:
         cluster = cluster_of(args)
-        cluster.check_node(args.node)
-        getattr(cluster, method)(args.node)
-        print(f"{args.node} {done}; see: mailring status --lab {args.lab}")
-        return 0
-
-    return run
-
-
-def _service_verb(method: str, done: str):
-    def run(args: argparse.Namespace) -> int:
-        cluster = cluster_of(args)
-        cluster.check_node(args.node)
-        getattr(cluster, method)(args.node, args.service)
-        print(f"{args.service} {done} on {args.node}")
-        return 0
-
-    return run
-
-
-def _haproxy_verb(state: str):
-    def run(args: argparse.Namespace) -> int:
-        cluster = cluster_of(args)
-        cluster.check_node(args.node)
-        services = (args.service,) if args.service else tuple(cluster.topology.services)
-        set_server_state(cluster, args.node, services, state)
-        print(f"{args.node}'s own server set to {state} in its HAProxy for: {', '.join(services)}")
+        targets = tuple(t for t in [getattr(args, "target", None)] if t)
+        (cluster.undo_fault if inverse else cluster.apply_fault)(kind.name, args.node, *targets)
+        done = kind.undone if inverse else kind.done
+        if kind.takes == "service":
+            what = f"{args.node}'s own server in its HAProxy for {', '.join(targets) or 'every service'}"
+        else:
+            what = f"{' '.join(targets)} on {args.node}" if targets else args.node
+        print(f"{what} {done}; see: mailring status --lab {args.lab}")
         return 0
 
     return run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    for verb, method, done, text in (
-        ("crash", "crash", "crashed", "power cut: every daemon dies at once, VIPs and link go"),
-        ("boot", "boot", "booted", "start a crashed node again over the same disks"),
-        ("isolate", "isolate", "isolated", "take the node's cluster link down, processes keep running"),
-        ("heal", "heal", "healed", "undo isolate"),
-    ):
-        p = sub.add_parser(verb, help=text)
+    for verb, (kind, inverse) in faults.verbs().items():
+        p = sub.add_parser(verb, help=kind.inverse_help if inverse else kind.help)
         add_common(p)
         p.add_argument("node")
-        p.set_defaults(func=_node_verb(method, done))
-    for verb, method, done in (("stop", "stop_service", "stopped"), ("start", "start_service", "started")):
-        p = sub.add_parser(verb, help=f"{verb} one service on a node")
-        add_common(p)
-        p.add_argument("node")
-        p.add_argument("service", help="postfix | dovecot | haproxy | carp | webmail | dns")
-        p.set_defaults(func=_service_verb(method, done))
-    for verb, state, text in (("drain", "drain", "no new sessions to the node's own server (runtime API)"),
-                              ("ready", "ready", "the node's own server takes sessions again")):
-        p = sub.add_parser(verb, help=text)
-        add_common(p)
-        p.add_argument("node")
-        p.add_argument("service", nargs="?", help="a topology service (default: all of them)")
-        p.set_defaults(func=_haproxy_verb(state))
+        if kind.takes:
+            p.add_argument("target", metavar=kind.takes, nargs=None if kind.target_required else "?",
+                           help=TARGET_HELP[kind.takes])
+        p.set_defaults(func=_verb(kind, inverse))

@@ -17,7 +17,7 @@ from mailring.errors import InputError
 def status_dict(cluster: Cluster) -> dict:
     """The `status --json` shape: nodes with state/address, VIPs with owner/expected."""
     st = cluster.status()
-    expected = cluster.topology.expected_owners(set(st.faults))
+    expected = cluster.topology.expected_owners(cluster.carp_failed(st))
     return {
         "nodes": {n: {"state": s.state, "address": s.address} for n, s in st.nodes.items()},
         "vips": {vip: {"owner": st.owner(vip), "expected": expected[vip],

@@ -12,7 +12,7 @@ from mailring.checks.wait import NotYet, eventually
 @pytest.fixture(scope="module")
 def owners(cluster, topology) -> dict[str, str]:
     status = cluster.status()
-    expected = topology.expected_owners(set(status.faults))
+    expected = topology.expected_owners(cluster.carp_failed(status))
     assert {v: status.owner(v) for v in expected} == expected
     return expected
 

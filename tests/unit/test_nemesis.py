@@ -4,27 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mailring.nemesis import Crash, HaproxyState, Nemesis, StopService, set_server_state
+from mailring.nemesis import Fault, Nemesis
 from mailring.outages import Outage, OutageLog, merge, table
-from mailring.topology import load
-
-
-class Recorder:
-    """Stands in for a Cluster in these pure tests: it records what the nemesis asks."""
-
-    def __init__(self) -> None:
-        self.topology = load()
-        self.calls: list[tuple] = []
-        self.fail_on: str | None = None
-
-    def __getattr__(self, name: str):
-        def call(*args):
-            self.calls.append((name, *args))
-            if name == self.fail_on:
-                raise RuntimeError(f"{name} failed")
-            return ""
-
-        return call
+from tests.unit.recorder import Recorder
 
 
 def test_faults_heal_in_reverse_order() -> None:
@@ -32,12 +14,12 @@ def test_faults_heal_in_reverse_order() -> None:
     with Nemesis(c) as nem:  # type: ignore[arg-type]
         nem.crash("mail01")
         nem.stop("mail02", "postfix")
-    assert c.calls == [("crash", "mail01"), ("stop_service", "mail02", "postfix"),
-                       ("start_service", "mail02", "postfix"), ("boot", "mail01")]
+    assert c.calls == [("crash", "mail01"), ("stop_daemon", "mail02", "postfix"),
+                       ("start_daemon", "mail02", "postfix"), ("boot", "mail01")]
 
 
 def test_double_fault_on_one_target_is_refused() -> None:
-    nem = Nemesis(Recorder())  # type: ignore[arg-type]
+    nem = Nemesis(Recorder())
     nem.crash("mail01")
     with pytest.raises(RuntimeError, match="already disrupting mail01"):
         nem.crash("mail01")
@@ -48,25 +30,25 @@ def test_double_fault_on_one_target_is_refused() -> None:
 
 def test_heal_all_keeps_going_and_reports_errors() -> None:
     c = Recorder()
-    nem = Nemesis(c)  # type: ignore[arg-type]
-    nem.apply(Crash("mail01"))
-    nem.apply(StopService("mail02", "dovecot"))
-    c.fail_on = "start_service"
+    nem = Nemesis(c)
+    nem.apply(Fault("crash", "mail01"))
+    nem.apply(Fault("stop", "mail02", ("dovecot",)))
+    c.fail_on = "start_daemon"
     errors = nem.heal_all()
     assert errors and "dovecot" in errors[0]
     assert ("boot", "mail01") in c.calls and not nem.active
 
 
 def test_heal_of_a_fault_not_started_is_an_error() -> None:
-    nem = Nemesis(Recorder())  # type: ignore[arg-type]
+    nem = Nemesis(Recorder())
     with pytest.raises(RuntimeError, match="not started"):
-        nem.heal(Crash("mail03"))
+        nem.heal(Fault("crash", "mail03"))
 
 
 def test_drain_uses_the_runtime_api_per_service() -> None:
     c = Recorder()
-    nem = Nemesis(c)  # type: ignore[arg-type]
-    fault = nem.apply(HaproxyState("mail03", ("imap", "pop3"), "drain"))
+    nem = Nemesis(c)
+    fault = nem.drain("mail03", "imap", "pop3")
     nem.heal(fault)
     sent = [call[2] for call in c.calls if call[0] == "haproxy_command"]
     assert sent == ["set server be_imap/mail03 state drain", "set server be_pop3/mail03 state drain",
@@ -77,9 +59,13 @@ def test_bad_server_state_or_service_is_input_error() -> None:
     from mailring.errors import InputError
 
     with pytest.raises(InputError, match="state"):
-        set_server_state(Recorder(), "mail01", ("imap",), "sleep")  # type: ignore[arg-type]
+        Recorder().set_server_state("mail01", ("imap",), "sleep")
     with pytest.raises(InputError, match="unknown service"):
-        set_server_state(Recorder(), "mail01", ("nntp",), "drain")  # type: ignore[arg-type]
+        Recorder().set_server_state("mail01", ("nntp",), "drain")
+    with pytest.raises(InputError, match="unknown fault kind 'sleep'"):
+        Nemesis(Recorder()).drain("mail01", "imap", state="sleep")
+    with pytest.raises(InputError, match="unknown service 'nntp'"):
+        Nemesis(Recorder()).drain("mail01", "nntp")
 
 
 def test_outage_log_saves_merges_and_prints(tmp_path, monkeypatch) -> None:

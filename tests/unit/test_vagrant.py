@@ -186,8 +186,8 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[VagrantCluste
 
     monkeypatch.setattr(c, "_machines", lambda: machines)
     monkeypatch.setattr(c, "run", run)
-    c._set_fault("mail02", "crashed")
-    c._set_fault("mail04", "isolated")
+    c.record_fault("mail02", "crashed")
+    c.record_fault("mail04", "isolated")
     return c, calls
 
 
@@ -206,24 +206,24 @@ def test_status_reads_carp_masters_and_faults(fake: tuple[VagrantCluster, list])
 
 def test_services_isolate_and_heal(fake: tuple[VagrantCluster, list]) -> None:
     c, calls = fake
-    c.stop_service("mail01", "haproxy")
-    c.start_service("mail01", "webmail")  # nginx reports not running: it is started
-    c.start_service("mail01", "postfix")  # postfix reports running: nothing to do
-    c.stop_service("mail03", "carp")
+    c.stop_daemon("mail01", "haproxy")
+    c.start_daemon("mail01", "webmail")  # nginx reports not running: it is started
+    c.start_daemon("mail01", "postfix")  # postfix reports running: nothing to do
+    c.stop_daemon("mail03", "carp")
     assert [a for _, a in calls] == [
         ["service", "haproxy", "onestatus"], ["service", "haproxy", "onehardstop"],
         ["service", "nginx", "onestatus"], ["service", "nginx", "onestart"],
         ["service", "postfix", "onestatus"], ["sysctl", "net.inet.carp.allow=0"]]
     with pytest.raises(InputError):
-        c.stop_service("mail01", "dns")
+        c.stop_daemon("mail01", "dns")
     with pytest.raises(InputError, match="not isolated"):
-        c.heal("mail01")
+        c.rejoin("mail01")
     calls.clear()
     c.isolate("mail03")
     assert calls[-1] == ("mail03", ["ifconfig", "vtnet1", "down"])
-    c.heal("mail03")
+    c.rejoin("mail03")
     assert calls[-1] == ("mail03", ["ifconfig", "vtnet1", "up"])
-    assert "mail03" not in c._faults()
+    assert "mail03" not in c.faults()
 
 
 def test_crash_powers_the_vm_off(fake: tuple[VagrantCluster, list], tmp_path: Path,
@@ -242,7 +242,7 @@ def test_crash_powers_the_vm_off(fake: tuple[VagrantCluster, list], tmp_path: Pa
     monkeypatch.setattr(vcluster.subprocess, "run", run)
     c.crash("mail05")
     assert seen == [["VBoxManage", "controlvm", "1b2c-uuid", "poweroff"]]
-    assert c._faults()["mail05"] == "crashed"
+    assert c.faults()["mail05"] == "crashed"
     with pytest.raises(InputError, match="not running"):
         c.crash("mail02")
 

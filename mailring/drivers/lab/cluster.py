@@ -54,10 +54,10 @@ class LabCluster(Cluster):
         tmp.write_text(json.dumps(state, indent=1))
         tmp.replace(self.names.state_file)
 
-    def _faults(self) -> dict[str, str]:
+    def faults(self) -> dict[str, str]:
         return dict(self._state().get("faults", {}))
 
-    def _set_fault(self, node: str, fault: str | None) -> None:
+    def record_fault(self, node: str, fault: str | None) -> None:
         state = self._state()
         faults = state.setdefault("faults", {})
         if fault is None:
@@ -171,7 +171,7 @@ class LabCluster(Cluster):
         if self.names.netns(node) not in netns.existing():
             raise TransportError(f"lab {self.lab} is not up (no namespace {self.names.netns(node)}); "
                                  f"run: mailring up --lab {self.lab}")
-        state = self._faults().get(node, "down")
+        state = self.faults().get(node, "down")
         raise TransportError(f"{node} is not running ({state}); boot it: mailring boot {node}")
 
     def _nsenter(self, node: str, argv: list[str]) -> list[str]:
@@ -206,7 +206,7 @@ class LabCluster(Cluster):
         ns = self.names.netns(node)
         pid = self._init_pid(node)
         os.kill(pid, signal.SIGKILL)  # the kernel kills the whole PID namespace
-        self._set_fault(node, "crashed")
+        self.record_fault(node, "crashed")
         netns.link(ns, up=False)  # a dead NIC: no ARP reply, no RST
         netns.drop_addresses(ns, keep=str(self.topology.nodes[node].address))
         _wait_empty(ns)
@@ -218,7 +218,7 @@ class LabCluster(Cluster):
         netns.link(self.names.netns(node), up=True)
         carp = ("carp", "carp-backup") if self.topology.nodes[node].role == "mail" else ()
         self._start_init(node, hold=carp)
-        self._set_fault(node, None)
+        self.record_fault(node, None)
         deadline = time.monotonic() + 10
         while not self.names.control(node).exists() or not _fresh(self.names.control(node)):
             if time.monotonic() > deadline:
@@ -234,18 +234,18 @@ class LabCluster(Cluster):
         return control.call(self.names.control(node), op, service)
 
     def _groups(self, node: str, name: str) -> list[str]:
-        """The init's services behind one service name (carp = owned + backup ucarps)."""
-        self.check_service(name)
+        """The init's services behind one daemon name (carp = owned + backup ucarps)."""
+        self.check_daemon(name)
         groups = [g for g in (name, f"{name}-backup") if g in self.service_states(node)]
         if not groups:
             raise InputError(f"{node} runs no {name}; it runs: {', '.join(self.service_states(node))}")
         return groups
 
-    def stop_service(self, node: str, name: str) -> None:
+    def stop_daemon(self, node: str, name: str) -> None:
         for group in self._groups(node, name):
             self._services(node, "stop", group)
 
-    def start_service(self, node: str, name: str) -> None:
+    def start_daemon(self, node: str, name: str) -> None:
         for group in self._groups(node, name):
             self._services(node, "start", group)
 
@@ -253,14 +253,14 @@ class LabCluster(Cluster):
         self.check_node(node)
         self._init_pid(node)
         netns.bridge_port(self.names.lan, self.names.port(node), forwarding=False)
-        self._set_fault(node, "isolated")
+        self.record_fault(node, "isolated")
 
-    def heal(self, node: str) -> None:
+    def rejoin(self, node: str) -> None:
         self.check_node(node)
-        if self._faults().get(node) != "isolated":
+        if self.faults().get(node) != "isolated":
             raise InputError(f"{node} is not isolated; nothing to heal")
         netns.bridge_port(self.names.lan, self.names.port(node), forwarding=True)
-        self._set_fault(node, None)
+        self.record_fault(node, None)
 
     def service_states(self, node: str) -> dict:
         return self._services(node, "status")
@@ -275,7 +275,7 @@ class LabCluster(Cluster):
 
     # -- status ---------------------------------------------------------------
     def status(self) -> Status:
-        faults = self._faults()
+        faults = self.faults()
         nodes, holders = {}, {str(v.address): [] for v in self.topology.vips}
         existing = netns.existing()
         for node in self.topology.nodes.values():

@@ -44,9 +44,10 @@ def _daemons(cluster: LabCluster, node: str) -> None:
 
 
 def _vips(cluster: LabCluster, failed: set[str] | None = None) -> None:
-    """VIP holders as the model predicts for ``failed`` (default: the lab's recorded faults)."""
+    """VIP holders as the model predicts for ``failed`` (default: the nodes the lab's recorded
+    faults take out of CARP)."""
     status = cluster.status()
-    diff = differences(cluster.topology, status, set(status.faults) if failed is None else failed)
+    diff = differences(cluster.topology, status, cluster.carp_failed(status) if failed is None else failed)
     if diff:
         raise NotReady(f"VIPs not converged: {describe(diff)}")
 
@@ -109,10 +110,10 @@ def _poll(check, deadline_s: float, what: str) -> None:
 
 def wait_ready(cluster: LabCluster, deadline_s: float = 30.0, nodes: list[str] | None = None) -> None:
     """Block until daemons run and VIPs match the model, or raise naming what was last seen."""
-    nodes = nodes or [n for n in cluster.topology.nodes if n not in cluster._faults()]
+    nodes = nodes or [n for n in cluster.topology.nodes if n not in cluster.faults()]
 
     client = Client(cluster)
-    failed = set(cluster._faults())
+    failed = cluster.carp_failed()
 
     def check() -> None:
         for node in nodes:

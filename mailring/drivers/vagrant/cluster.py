@@ -48,6 +48,7 @@ READY_S = 600.0
 
 class VagrantCluster(Cluster):
     NAME = "vagrant"
+    FLAVOUR = "freebsd"
 
     def __init__(self, topology, lab: str = "mailring") -> None:
         super().__init__(topology, lab)
@@ -119,10 +120,10 @@ class VagrantCluster(Cluster):
             raise TransportError(f"vagrant ssh-config printed no Host {node}")
         return hosts[node]
 
-    def _faults(self) -> dict[str, str]:
+    def faults(self) -> dict[str, str]:
         return self.state.faults()
 
-    def _set_fault(self, node: str, fault: str | None) -> None:
+    def record_fault(self, node: str, fault: str | None) -> None:
         self.state.set_fault(node, fault)
 
     # -- lifecycle ------------------------------------------------------------
@@ -185,14 +186,14 @@ class VagrantCluster(Cluster):
 
     def wait_ready(self, nodes: list[str] | None = None, deadline_s: float = READY_S) -> None:
         """Block until the nodes' daemons run and every VIP is where the model says."""
-        faults = self._faults()
+        faults = self.faults()
         nodes = nodes or [n for n in self.topology.nodes if n not in faults]
-        ready.wait_ready(self, nodes, set(faults), deadline_s)
+        ready.wait_ready(self, nodes, self.carp_failed(), deadline_s)
 
     # -- status ---------------------------------------------------------------
     def status(self) -> Status:
         machines = self._machines()
-        faults = self._faults()
+        faults = self.faults()
         vhids = {v.vhid: str(v.address) for v in self.topology.vips}
         nodes: dict[str, NodeStatus] = {}
         holders: dict[str, list[str]] = {str(v.address): [] for v in self.topology.vips}
@@ -264,7 +265,7 @@ class VagrantCluster(Cluster):
             failed = Result(argv, res.returncode, res.stdout, res.stderr)
             raise TransportError(f"{node}: power-off failed: {failed}")
         self._ssh.forget(node)
-        self._set_fault(node, "crashed")
+        self.record_fault(node, "crashed")
 
     def boot(self, node: str) -> None:
         self.check_node(node)
@@ -275,12 +276,12 @@ class VagrantCluster(Cluster):
         self._call(f"up {node}", v.up, vm_name=node, provision=False)
         self._ssh.forget(node)
         self._ifaces.pop(node, None)
-        self._set_fault(node, None)
+        self.record_fault(node, None)
         self.wait_ready(nodes=[node])
 
     def _service(self, node: str, name: str, start: bool) -> None:
         self.check_node(node)
-        self.check_service(name)
+        self.check_daemon(name)
         ops.check_role(node, self.topology.nodes[node].role, name)
         for argv in ops.service_argvs(name, start):
             if argv[0] == "service":  # skip scripts already in the wanted state
@@ -291,10 +292,10 @@ class VagrantCluster(Cluster):
             if not res.ok:
                 raise RuntimeError(f"{node}: {res}")
 
-    def stop_service(self, node: str, name: str) -> None:
+    def stop_daemon(self, node: str, name: str) -> None:
         self._service(node, name, start=False)
 
-    def start_service(self, node: str, name: str) -> None:
+    def start_daemon(self, node: str, name: str) -> None:
         self._service(node, name, start=True)
 
     def isolate(self, node: str) -> None:
@@ -302,16 +303,16 @@ class VagrantCluster(Cluster):
         res = self.run(node, ["ifconfig", self._cluster_if(node), "down"])
         if not res.ok:
             raise RuntimeError(f"{node}: {res}")
-        self._set_fault(node, "isolated")
+        self.record_fault(node, "isolated")
 
-    def heal(self, node: str) -> None:
+    def rejoin(self, node: str) -> None:
         self.check_node(node)
-        if self._faults().get(node) != "isolated":
+        if self.faults().get(node) != "isolated":
             raise InputError(f"{node} is not isolated; nothing to heal")
         res = self.run(node, ["ifconfig", self._cluster_if(node), "up"])
         if not res.ok:
             raise RuntimeError(f"{node}: {res}")
-        self._set_fault(node, None)
+        self.record_fault(node, None)
 
     def log_text(self, node: str, service: str) -> str:
         self.check_node(node)

@@ -70,11 +70,13 @@ def wait_recovered(tl: Timeline, names: list[str], since: float, deadline_s: flo
 
 def outages_of(ops: list[Op], names: list[str], since: float, test: str, fault: str,
                bound_s: dict[str, float]) -> list[Outage]:
-    """One Outage row per target: its single window after `since` (0 ms when it saw none)."""
+    """One Outage row per target: its single window not over before `since` (0 ms when it saw
+    none). An attempt invoked just before the fault and cut by it opens the window, so a window
+    belongs to the fault if it had not recovered by then, wherever its first failure lies."""
     rows = []
     for n in names:
         require_samples(ops, n, 10)
-        windows = [w for w in outage_windows(ops, n) if w.first_fail >= since]
+        windows = [w for w in outage_windows(ops, n) if w.recovered is None or w.recovered >= since]
         if len(windows) > 1:
             raise CheckError(f"{n}: {len(windows)} separate outages after {fault}, expected at most one: "
                              + "; ".join(f"{w.first_fail - since:+.2f}s..{w.last_fail - since:+.2f}s "

@@ -36,6 +36,13 @@ class Unsupported(InputError):
     """The driver lacks the primitive a fault kind is built on."""
 
 
+def optional_primitive(method):
+    """Mark a base-class primitive that a driver may lack: the base raises Unsupported and
+    ``Cluster.supports`` answers False for the kinds that need it until a driver overrides it."""
+    method.__unsupported__ = True
+    return method
+
+
 class TransportError(RuntimeError):
     """The command could not be run on the node at all (not: it ran and failed)."""
 
@@ -151,6 +158,16 @@ class Cluster(abc.ABC):
     def rejoin(self, node: str) -> None:
         """Undo isolate(): the node's cluster link comes back."""
 
+    @optional_primitive
+    def freeze(self, node: str, daemon: str | None = None) -> None:
+        """SIGSTOP the daemon's processes (None: every daemon of the node, not the OS itself)."""
+        raise Unsupported(f"the {self.NAME} driver cannot stop processes (freeze)")
+
+    @optional_primitive
+    def thaw(self, node: str, daemon: str | None = None) -> None:
+        """SIGCONT what freeze() stopped."""
+        raise Unsupported(f"the {self.NAME} driver cannot continue processes (thaw)")
+
     @abc.abstractmethod
     def faults(self) -> dict[str, str]:
         """The whole-node faults in force, as recorded across CLI calls: node -> state."""
@@ -175,9 +192,10 @@ class Cluster(abc.ABC):
 
     @classmethod
     def supports_primitive(cls, name: str) -> bool:
-        """The driver has the method and it is not the abstract one."""
+        """The driver has the method and it is neither abstract nor an unimplemented optional one."""
         method = getattr(cls, name, None)
-        return callable(method) and not getattr(method, "__isabstractmethod__", False)
+        return callable(method) and not getattr(method, "__isabstractmethod__", False) \
+            and not getattr(method, "__unsupported__", False)
 
     def apply_fault(self, kind: str, node: str, *targets: str) -> None:
         """Inflict a fault of ``kind`` on node (targets: a daemon, or topology services)."""
@@ -207,6 +225,18 @@ class Cluster(abc.ABC):
         """Nodes out of the CARP election now (crashed, isolated, ... as this OS behaves)."""
         recorded = status.faults if status is not None else self.faults()
         return faults.carp_failed(recorded, self.FLAVOUR)
+
+    def hang(self, node: str, daemon: str | None = None) -> None:
+        """A hung server: the daemon's (or every daemon's) processes stopped, their ports open."""
+        self.freeze(node, daemon)
+        if daemon is None:
+            self.record_fault(node, faults.kind("hang").state)
+
+    def resume(self, node: str, daemon: str | None = None) -> None:
+        """Undo hang()."""
+        self.thaw(node, daemon)
+        if daemon is None:
+            self.record_fault(node, None)
 
     def drain(self, node: str, *services: str) -> None:
         """No new sessions to the node's own server for ``services`` (default: all)."""

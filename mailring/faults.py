@@ -134,3 +134,14 @@ register(FaultKind(
     "the node's own server out of HAProxy's rotation (runtime API); open sessions finish",
     "the node's own server takes sessions again", "set to maint", "set to ready",
     takes="service", needs=("haproxy_command",)))
+register(FaultKind(
+    "hang", "resume", "hang", "resume",
+    "a hung server: SIGSTOP the daemon's processes (default: every daemon of the node); "
+    "ports stay open, nothing answers",
+    "SIGCONT what hang stopped", "hung", "resumed",
+    takes="daemon", takes_out=CARP, by_os={"freebsd": HAPROXY}, state="hung", exclusive=True,
+    needs=("freeze", "thaw"),
+    os_note="A whole hung node: on Linux (ucarp, a daemon) CARP hangs with the rest, so a "
+            "backup takes the node's VIPs while its kernel keeps the addresses; on FreeBSD "
+            "kernel CARP keeps advertising, the VIPs stay, and only the other nodes' HAProxy "
+            "checks route around its daemons."))

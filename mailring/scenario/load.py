@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from mailring.cluster import SERVICES as DAEMONS
 from mailring.errors import InputError, TopologyError
+from mailring.faults import DAEMONS
 from mailring.scenario.schema import ExpectSpec, ScenarioSpec, StepSpec
 from mailring.scenario.verbs import VERBS, Verb, node_out_of_carp, target_of
 from mailring.topology import DEFAULT_TOPOLOGY, Topology
@@ -71,6 +71,7 @@ class Scenario:
     hz: float
     timeout: float
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    flavour: str = "debian"  # the nodes' OS, for per-OS fault rules (the runner sets its driver's)
 
     def out_of_carp(self, upto: int) -> set[str]:
         """Nodes out of CARP once steps 1..upto have run (the model's failed set)."""
@@ -78,7 +79,7 @@ class Scenario:
         for step in self.steps[:upto]:
             if step.verb.undoes:
                 down.pop(step.target, None)
-            elif node_out_of_carp(step.verb, step.daemon):
+            elif node_out_of_carp(step.verb, step.daemon, self.flavour):
                 down[step.target] = step.node
         return set(down.values())
 
@@ -235,7 +236,7 @@ def _steps(where: str, spec: ScenarioSpec, topo: Topology, probed: list[str],
         step = Step(n, verb, s.node, s.daemon, s.service, s.at, s.after, max_out, owners)
         if verb.undoes:
             started = active.get(step.target)
-            if started is None or spec.steps[started - 1].do != verb.inverse:
+            if started is None or VERBS[spec.steps[started - 1].do].inverse != verb.name:
                 err(n, "do", f"{verb.name} {step.target} undoes no earlier {verb.inverse}; "
                              f"add a {verb.inverse} step before it or remove this one")
             active.pop(step.target, None)

@@ -12,6 +12,7 @@ Ctrl-C.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
 import time
@@ -23,7 +24,7 @@ from mailring.checks.timelines import margin_s
 from mailring.client import Client, Op, Timeline, target
 from mailring.cluster import TransportError
 from mailring.errors import InputError
-from mailring.nemesis import Crash, Fault, HaproxyState, Isolate, Nemesis, StopService
+from mailring.nemesis import Fault, Nemesis
 from mailring.runs.records import collect_logs, record_fault, record_history, record_ownership
 from mailring.runs.report import write_report
 from mailring.runs.store import slug
@@ -96,22 +97,15 @@ def is_up(cluster: Cluster) -> bool:
 def supported(cluster: Cluster, scenario: Scenario) -> None:
     """InputError (exit 2, nothing started) for a verb the driver cannot do."""
     for step in scenario.steps:
-        if step.verb.name in ("hang", "resume") and not hasattr(cluster, "hang"):
+        if not cluster.supports(step.verb.kind):
             raise InputError(f"{scenario.path}: step {step.index}: do: the {cluster.NAME} driver has no "
-                             f"{step.verb.name} yet; remove the step or use another driver")
+                             f"{step.verb.name}; remove the step or use another driver")
 
 
 def make_fault(step: Step) -> Fault:
-    verb = step.verb.name
-    if verb == "crash":
-        return Crash(step.node)
-    if verb == "isolate":
-        return Isolate(step.node)
-    if verb == "stop":
-        return StopService(step.node, step.daemon or "")
-    if verb == "drain":
-        return HaproxyState(step.node, (step.service,) if step.service else (), "drain")
-    raise InputError(f"step {step.index}: {verb} has no fault here")
+    """The nemesis fault a (fault) step starts: its kind, node, and daemon or service."""
+    what = step.daemon if step.verb.takes == "daemon" else step.service
+    return Fault(step.verb.kind, step.node, (what,) if what else ())
 
 
 def _matches(samples: list[dict[str, Any]], expected: dict[str, str | None]) -> float | None:
@@ -189,6 +183,7 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
         progress: Progress | None = None) -> dict[str, Any]:
     """Carry out the scenario; return the verdict (also in the folder). Faults healed in finally."""
     progress = progress or Progress()
+    scenario = dataclasses.replace(scenario, flavour=cluster.FLAVOUR)
     topo = scenario.topology
     supported(cluster, scenario)
     shutil.copy(scenario.path, folder.path / "scenario.yaml")

@@ -1,13 +1,16 @@
 """The fault verbs a scenario step may use, each with its inverse and what it takes.
 
-Scenarios, the CLI and the nemesis speak the same vocabulary: a fault
-(crash, stop, hang, isolate, drain) and the step that undoes it (boot, start,
-resume, heal, ready).
+Scenarios, the CLI and the nemesis speak the same vocabulary, read here from
+its one home, ``mailring.faults``: every fault kind (crash, stop, hang,
+isolate, drain, maint) and the step that undoes it (boot, start, resume,
+heal, ready).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from mailring import faults
 
 
 @dataclass(frozen=True)
@@ -17,22 +20,19 @@ class Verb:
     undoes: bool  # True for boot/start/resume/heal/ready: it ends an earlier fault
     takes: str | None  # None | "daemon" (postfix, dovecot, ...) | "service" (smtp, imap, ...)
     needs: bool  # the daemon/service must be given (stop postfix) or may be left out (drain)
-    out_of_carp: bool  # the node stops advertising: its VIPs move (crash, isolate, a hung node)
+    kind: str  # the fault kind in mailring.faults
     help: str
 
 
-_FAULTS = (
-    ("crash", "boot", None, False, True, "power cut: every daemon dies at once, VIPs and link go"),
-    ("stop", "start", "daemon", True, False, "one daemon stopped on a running node"),
-    ("hang", "resume", "daemon", False, True, "SIGSTOP of a daemon, or of every daemon of the node"),
-    ("isolate", "heal", None, False, True, "the node's cluster link goes down, processes keep running"),
-    ("drain", "ready", "service", False, False, "no new sessions to the node's own server in HAProxy"),
-)
+def _verbs() -> dict[str, Verb]:
+    out: dict[str, Verb] = {}
+    for verb, (k, undoes) in faults.verbs().items():
+        out[verb] = Verb(verb, k.name if undoes else k.inverse, undoes, k.takes, k.target_required,
+                         k.name, k.inverse_help if undoes else k.help)
+    return out
 
-VERBS: dict[str, Verb] = {}
-for _name, _inverse, _takes, _needs, _out, _help in _FAULTS:
-    VERBS[_name] = Verb(_name, _inverse, False, _takes, _needs, _out, _help)
-    VERBS[_inverse] = Verb(_inverse, _name, True, _takes, _needs, False, f"undo {_name}")
+
+VERBS: dict[str, Verb] = _verbs()
 
 
 def target_of(verb: Verb, node: str, daemon: str | None, service: str | None) -> str:
@@ -41,8 +41,7 @@ def target_of(verb: Verb, node: str, daemon: str | None, service: str | None) ->
     return f"{node}/{what}" if what else node
 
 
-def node_out_of_carp(verb: Verb, daemon: str | None) -> bool:
-    """Does this (fault) step take the node out of CARP? A hung daemon does not; a hung node does."""
-    if verb.name == "hang":
-        return daemon is None
-    return verb.out_of_carp
+def node_out_of_carp(verb: Verb, daemon: str | None, flavour: str = "debian") -> bool:
+    """Does this (fault) step take the node out of CARP on an OS flavour? (the registry's rule:
+    a hung node does where CARP is a daemon, a hung daemon never does, stop carp always does)"""
+    return faults.kind(verb.kind).out_of(flavour, (daemon,) if daemon else ()) == faults.CARP

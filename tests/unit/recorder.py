@@ -37,6 +37,8 @@ class Recorder(Cluster):
     def start_daemon(self, node, daemon): self._call("start_daemon", node, daemon)
     def isolate(self, node): self._call("isolate", node)
     def rejoin(self, node): self._call("rejoin", node)
+    def freeze(self, node, daemon=None): self._call("freeze", node, daemon)
+    def thaw(self, node, daemon=None): self._call("thaw", node, daemon)
     def faults(self): return dict(self.recorded)
 
     def record_fault(self, node, state):

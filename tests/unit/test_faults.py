@@ -99,3 +99,62 @@ def test_targets_are_checked_against_the_kind() -> None:
     with pytest.raises(InputError, match="unknown node 'mail99'"):
         c.apply_fault("crash", "mail99")
     assert c.calls == []
+
+
+def test_hang_is_a_registry_kind_with_a_per_os_carp_rule() -> None:
+    hang = faults.kind("hang")
+    assert (hang.inverse, hang.state, hang.takes) == ("resume", "hung", "daemon")
+    assert faults.carp_failed({"mail02": "hung"}, "debian") == {"mail02"}  # ucarp hangs too
+    assert faults.carp_failed({"mail02": "hung"}, "freebsd") == set()  # kernel CARP advertises on
+    assert hang.out_of("debian", ("postfix",)) == faults.HAPROXY
+
+
+def test_nemesis_hangs_a_node_or_one_daemon_through_the_cluster() -> None:
+    c = Recorder()
+    with Nemesis(c) as nem:
+        nem.inflict("hang", "mail01")
+        assert c.faults() == {"mail01": "hung"} and c.carp_failed() == {"mail01"}
+        with pytest.raises(RuntimeError, match="already disrupting mail01"):
+            nem.stop("mail01", "postfix")
+        nem.inflict("hang", "mail02", "postfix")
+        assert "mail02" not in c.faults()  # one daemon: the node is not hung
+    assert c.calls == [("freeze", "mail01", None), ("freeze", "mail02", "postfix"),
+                       ("thaw", "mail02", "postfix"), ("thaw", "mail01", None)]
+    assert c.faults() == {}
+
+
+def test_an_optional_primitive_a_driver_lacks_refuses_the_kind_with_one_line(capsys) -> None:
+    class NoFreeze(Recorder):
+        freeze = Cluster.freeze
+        thaw = Cluster.thaw
+
+    assert Recorder.supports("hang") and not NoFreeze.supports("hang")
+    with pytest.raises(InputError, match="recorder driver cannot hang: it lacks freeze, thaw"):
+        NoFreeze().apply_fault("hang", "mail01")
+    for name in ("lab", "vagrant"):
+        assert driver_class(name).supports("hang") == driver_class(name).supports_primitive("freeze")
+
+
+def test_every_shipped_scenario_step_drives_the_nemesis_through_the_registry() -> None:
+    from pathlib import Path
+
+    from mailring.scenario import load
+    from mailring.scenario.run import make_fault, supported
+
+    shipped = sorted((Path(__file__).resolve().parents[2] / "fixtures" / "scenarios").glob("*.yaml"))
+    assert shipped
+    for path in shipped:
+        scenario = load(path)
+        c = Recorder()
+        supported(c, scenario)
+        nem, active = Nemesis(c), {}
+        for step in scenario.steps:
+            if step.verb.undoes:
+                nem.heal(active.pop(step.target))
+            else:
+                active[step.target] = nem.apply(make_fault(step))
+        nem.heal_all()
+        kinds = {s.verb.kind for s in scenario.steps}
+        methods = {faults.kind(k).method for k in kinds} | {faults.kind(k).inverse_method for k in kinds}
+        called = {call[0] for call in c.calls}
+        assert called <= methods | {"haproxy_command"} and called, (path.name, c.calls)

@@ -74,7 +74,7 @@ def test_owners_by_node_name_expand_to_that_nodes_vips(tmp_path):
 
 BROKEN = [
     ("unknown verb", GOOD.replace("do: crash", "do: crsh"),
-     "step 1: do: unknown verb 'crsh'; use one of boot, crash, drain, hang, heal, isolate, ready, "
+     "step 1: do: unknown verb 'crsh'; use one of boot, crash, drain, hang, heal, isolate, maint, ready, "
      "resume, start, stop"),
     ("unknown node", GOOD.replace("node: mail01, at", "node: mail09, at"),
      "step 1: node: unknown node 'mail09'; faults go to mail nodes: mail01, mail02, mail03, mail04, mail05"),

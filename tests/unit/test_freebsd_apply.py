@@ -200,3 +200,15 @@ def test_a_dovecot_of_another_series_stops_the_run(fakes: dict[str, Node]) -> No
     assert res.returncode == 1
     assert 'Dovecot 2.4.5 is installed' in res.stderr and 'dovecot_version to "2.4"' in res.stderr
     assert not any(c.startswith("service ") for c in mail.calls())
+
+
+def test_a_dovecot_2_4_bundle_installs_dovecot24(tmp_path: Path) -> None:
+    topo_file = tmp_path / "topology.yaml"
+    topo_file.write_text(f"extends: {REPO / 'fixtures' / 'topology.yaml'}\ndovecot_version: \"2.4\"\n")
+    rendered = tmp_path / "rendered"
+    render(load(topo_file), "freebsd", rendered)
+    mail = make_fakes(tmp_path / "fake", rendered)["mail01"]
+    mail.env["STUB_DOVECOT_VERSION"] = "2.4.5"
+    assert "changed:" in applied(mail)
+    install = next(c for c in mail.calls() if c.startswith("pkg install"))
+    assert "dovecot24" in install.split() and "dovecot" not in install.split()

@@ -170,7 +170,10 @@ def probe_smtp(req: dict, out: dict) -> None:
             mail = email.message.EmailMessage()
             mail["From"], mail["To"] = need(send, "from", str), need(send, "to", str)
             mail["Subject"] = need(send, "subject", str, "mailring probe")
-            mail["Date"], mail["Message-ID"] = email.utils.formatdate(), email.utils.make_msgid()
+            mail["Date"] = email.utils.formatdate()
+            mail["Message-ID"] = need(send, "message_id", str, None) or email.utils.make_msgid()
+            for name, value in need(send, "headers", dict, {}).items():
+                mail[str(name)] = str(value)
             mail.set_content(need(send, "body", str, "probe\n"))
             for step, command in (("mail", smtp.mail), ("rcpt", smtp.rcpt)):
                 c, m = command(send["from"] if step == "mail" else send["to"])
@@ -203,12 +206,33 @@ def probe_pop3(req: dict, out: dict) -> None:
         pop.pass_(need(req, "password", str))
         out["login_ok"] = True
         out["count"], out["size"] = pop.stat()
+        message_id = need(req, "message_id", str, None)
+        if message_id is not None:  # TOP each message's header, RETR the ones with this Message-ID
+            bodies = []
+            for i in range(1, out["count"] + 1):
+                if header_value(b"\r\n".join(pop.top(i, 0)[1]), "Message-ID") == message_id:
+                    bodies.append(body_of(b"".join(line + b"\r\n" for line in pop.retr(i)[1])))
+            out["bodies"] = bodies
         out["ok"] = True
     finally:
         try:
             pop.quit()
         except Exception:  # noqa: BLE001
             pop.close()
+
+
+def header_value(raw: bytes, name: str) -> str | None:
+    """One header of a raw message (or of its header block alone), stripped; None when absent."""
+    import email.parser
+
+    value = email.parser.BytesHeaderParser().parsebytes(raw).get(name)
+    return str(value).strip() if value is not None else None
+
+
+def body_of(raw: bytes) -> str:
+    """The body of a raw message: what follows the first empty line, with LF line ends."""
+    head, sep, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+    return text(body if sep else b"")
 
 
 def imap_quote(s: str) -> str:
@@ -239,6 +263,18 @@ def probe_imap(req: dict, out: dict) -> None:
                 raise imaplib.IMAP4.error(f"SEARCH: {typ} {data!r}")
             ids = text(data[0] or b"").split()
             out.update(found=bool(ids), matches=len(ids))
+        message_id = need(req, "message_id", str, None)
+        if message_id is not None:  # SEARCH by Message-ID, FETCH each match's body
+            typ, data = imap.search(None, "HEADER", "Message-ID", imap_quote(message_id))
+            if typ != "OK":
+                raise imaplib.IMAP4.error(f"SEARCH: {typ} {data!r}")
+            bodies = []
+            for num in text(data[0] or b"").split():
+                typ, parts = imap.fetch(num, "(BODY.PEEK[])")
+                raw = next((p[1] for p in parts if isinstance(p, tuple)), b"")
+                if typ == "OK" and header_value(raw, "Message-ID") == message_id:
+                    bodies.append(body_of(raw))
+            out["bodies"] = bodies
         out["ok"] = True
     finally:
         try:
@@ -382,6 +418,9 @@ def timeline(req: dict) -> int:
         endpoint(spec)
         if spec.get("protocol") not in BANNER_OK:
             raise BadRequest(f"target {spec['name']}: bad protocol {spec.get('protocol')!r}")
+        spec["hz"] = min(float(need(spec, "hz", (int, float), hz)), MAX_HZ)  # a target may sample slower
+        if spec["hz"] <= 0:
+            raise BadRequest(f"target {spec['name']}: hz must be > 0")
     if len({s["name"] for s in specs}) != len(specs):
         raise BadRequest("target names must be unique")
     longest = max(float(s["timeout"]) for s in specs)
@@ -411,8 +450,9 @@ def timeline(req: dict) -> int:
             else:
                 line["error"] = res.get("error", "")
             emit(line)
-            k = max(k + 1, int((time.monotonic() - start) * hz) + 1)  # late: skip, never burst
-            stop.wait(max(0.0, start + k / hz - time.monotonic()))
+            rate = spec["hz"]
+            k = max(k + 1, int((time.monotonic() - start) * rate) + 1)  # late: skip, never burst
+            stop.wait(max(0.0, start + k / rate - time.monotonic()))
 
     def watch_stdin() -> None:
         # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader

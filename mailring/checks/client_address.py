@@ -17,8 +17,9 @@ Pure functions over records from ``mailring.logparse``:
 * ``server_states`` reads HAProxy's ``show stat`` answer: which server of a
   backend is UP or DOWN and why (its last check), to know where a session went.
 
-A session not (yet) in the log raises ``SessionNotFound``; both are
-``CheckError``s (AssertionErrors), so ``eventually`` polls for a late log line.
+A session not (yet) in the log raises ``SessionNotFound``, a ``NotYet`` (so
+``eventually`` polls for a late log line) and a ``CheckError``; a wrong address
+raises ``ClientAddressError``, a verdict that fails at once.
 
 Two thin adapters read a running cluster: ``LogCursor`` remembers where logs
 ended so callers read only what was logged after a probe began (a health check
@@ -41,8 +42,8 @@ if TYPE_CHECKING:
     from mailring.cluster import Cluster
 
 
-class SessionNotFound(CheckError):
-    """The log holds no line for the session (yet)."""
+class SessionNotFound(CheckError, NotYet):
+    """The log holds no line for the session (yet): ``eventually`` polls again."""
 
 
 class ClientAddressError(CheckError):
@@ -165,6 +166,7 @@ class ServerState:
     fall: int | None = None
     tracked: str = ""  # "be_pop3/mail01" when the server follows another one's checks
     backup: bool = False
+    checking: bool = False  # a check was in flight when HAProxy answered ("* " before its status)
 
     @property
     def up(self) -> bool:
@@ -192,7 +194,8 @@ def server_states(show_stat: str) -> dict[tuple[str, str], ServerState]:
         out[(row["pxname"], row["svname"])] = ServerState(
             row["pxname"], row["svname"], row["status"], row["check_status"].lstrip("* "),
             row.get("check_desc") or "", row.get("last_chk") or "", row.get("check_code") or "",
-            _int(row, "check_rise"), _int(row, "check_fall"), row.get("tracked") or "", row.get("bck") == "1")
+            _int(row, "check_rise"), _int(row, "check_fall"), row.get("tracked") or "", row.get("bck") == "1",
+            row["check_status"].startswith("*"))
     return out
 
 

@@ -19,10 +19,25 @@ PROBE_TIMEOUT_S = 0.5
 WATCHED = ("smtp", "pop3", "imap")
 
 
-def targets_for(topo: Topology, vips: list[str], services: tuple[str, ...] = WATCHED) -> list[dict]:
-    """A banner target per (service, VIP), named '<service>@<VIP>'."""
-    return [target(vip, topo.services[s].port, topo.services[s].protocol, name=f"{s}@{vip}")
+def targets_for(topo: Topology, vips: list[str], services: tuple[str, ...] = WATCHED,
+                hz: float | None = None) -> list[dict]:
+    """A banner target per (service, VIP), named '<service>@<VIP>' (sampled at ``hz`` if given,
+    else at the timeline's rate)."""
+    extra = {} if hz is None else {"hz": hz}
+    return [target(vip, topo.services[s].port, topo.services[s].protocol, name=f"{s}@{vip}", **extra)
             for vip in vips for s in services]
+
+
+def failures_of(ops: list[Op], names: list[str], since: float) -> list[str]:
+    """One line per target with failed attempts after ``since`` ([] when every attempt succeeded)."""
+    out = []
+    for n in names:
+        require_samples(ops, n, 10)
+        bad = [o for o in ops if o.target == n and o.t >= since and not o.ok]
+        if bad:
+            out.append(f"{n}: {len(bad)} failed attempts from {bad[0].t - since:+.2f} s to "
+                       f"{bad[-1].t - since:+.2f} s ({sorted({o.error or '' for o in bad})[:2]})")
+    return out
 
 
 # A Linux client ignores an ARP update that comes within neigh locktime (1 s) of its

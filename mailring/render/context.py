@@ -10,6 +10,7 @@ import base64
 import hashlib
 import os
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from typing import Any
 
 from mailring.topology import Node, Service, Topology, Vip
@@ -43,6 +44,20 @@ class Backend:
 def haproxy_backend(service: str) -> str:
     """The HAProxy backend that serves a topology service (templates and the runtime API agree)."""
     return f"be_{service}"
+
+
+def source_hash_backup(topo: Topology, node: str, source: str) -> str:
+    """The backup HAProxy on ``node`` sends a client address to with ``balance source`` while
+    its own server is down and every other server is up.
+
+    HAProxy's default map-based hash (no avalanche) takes the IPv4 address as one
+    32-bit number, and with equal weights its server map repeats the usable servers in
+    declaration order (src/backend.c get_server_sh, src/lb_map.c recalc_server_map), so
+    it picks ``backups[address % len(backups)]``; the backups are declared in the
+    order of ``peers`` in the rendered config.
+    """
+    backups = [n.name for n in topo.mail_nodes if n.name != node]
+    return backups[int(IPv4Address(source)) % len(backups)]
 
 
 def password_hash(password: str, salt: bytes | None = None) -> str:

@@ -8,7 +8,9 @@ by queue id, Dovecot by the user's login). With PROXY on the daemon must log
 client01's address and source port; with PROXY off (a second cluster from
 fixtures/topology-noproxy.yaml) it logs the HAProxy node's address and the
 source port HAProxy's own line names (%bi:%bp), which is how an operator joins
-the two. The destructive tests stop the owner's daemon so a backup node serves.
+the two. The destructive tests stop the owner's daemon so a backup node serves,
+or crash the owner so a backup holds the VIP (CARP failover). Which node holds a
+VIP always comes from the model, never from the cluster's own report.
 """
 
 from __future__ import annotations
@@ -87,12 +89,11 @@ def open_session(client: Client, topo, service: str, host: str) -> dict[str, Any
     return res
 
 
-def check_session(cluster, client: Client, service: str, vip: str, serving: str | None = None,
-                  not_serving: str | None = None) -> HaproxyRecord:
-    """Open a session through ``vip``, find both log lines, judge the logged client; HAProxy's line."""
+def check_session(cluster, client: Client, service: str, vip: str, owner: str,
+                  serving: str | None = None, not_serving: str | None = None) -> HaproxyRecord:
+    """Open a session through ``vip`` (held by ``owner``, as the model says), find both log
+    lines, judge the logged client; return HAProxy's line."""
     topo = cluster.topology
-    owner = cluster.status().owner(vip)
-    assert owner, f"nobody holds VIP {vip}"
     daemon = daemon_of(topo, service)
     cursor = LogCursor(cluster, [(owner, "haproxy")] + [(n.name, daemon) for n in topo.mail_nodes])
     res = open_session(client, topo, service, vip)
@@ -128,13 +129,14 @@ def backup_case(cluster, nemesis, client: Client, service: str) -> None:
     """Stop the daemon behind ``service`` on a VIP's owner: a backup serves, and logs as it should."""
     topo = cluster.topology
     vip = topo.vips[0]
-    owner, daemon, backend = vip.owner, daemon_of(topo, service), haproxy_backend(service)
+    owner, daemon, svc = topo.expected_owner(vip), daemon_of(topo, service), topo.services[service]
+    backend = haproxy_backend(svc.backend if svc.tls else service)  # a TLS backend tracks this one
     fall_s = topo.haproxy.fall * topo.haproxy.check_interval_ms / 1000
     converge(cluster, failed=set())
     fault = nemesis.stop(owner, daemon)
     try:
         wait_server(cluster, owner, backend, owner, up=False, deadline_s=fall_s + 5)
-        check_session(cluster, client, service, str(vip.address), not_serving=owner)
+        check_session(cluster, client, service, str(vip.address), owner, not_serving=owner)
     finally:
         nemesis.heal(fault)
     wait_server(cluster, owner, backend, owner, up=True, deadline_s=RECOVER_S)
@@ -145,13 +147,27 @@ def backup_case(cluster, nemesis, client: Client, service: str) -> None:
 def test_daemon_logs_the_client_through_every_vip(cluster, client, topology, vip, service):
     if not topology.proxy_protocol:
         pytest.skip(f"{topology.path} has proxy_protocol off; the noproxy tests cover it")
-    check_session(cluster, client, service, vip, serving=cluster.status().owner(vip))
+    owner = topology.expected_owner(vip)
+    check_session(cluster, client, service, vip, owner, serving=owner)
 
 
 @pytest.mark.destructive
-@pytest.mark.parametrize("service", PLAIN)
+@pytest.mark.parametrize("service", SERVICES)
 def test_backup_node_logs_the_client_too(cluster, client, nemesis, topology, service):
     backup_case(cluster, nemesis, client, service)
+
+
+@pytest.mark.destructive
+def test_after_carp_failover_the_new_holder_logs_the_client(cluster, client, nemesis, topology):
+    """The first VIP's owner crashes: its first backup holds the VIP and serves every service."""
+    vip = topology.vips[0]
+    crashed = topology.expected_owner(vip)
+    holder = topology.expected_owner(vip, {crashed})
+    converge(cluster, failed=set())
+    nemesis.crash(crashed)
+    converge(cluster, failed={crashed})
+    for service in SERVICES:
+        check_session(cluster, client, service, str(vip.address), holder, serving=holder)
 
 
 # --- PROXY off: a second cluster --------------------------------------------------------
@@ -160,8 +176,8 @@ def test_backup_node_logs_the_client_too(cluster, client, nemesis, topology, ser
 def test_without_proxy_the_daemon_logs_haproxy_and_haproxy_links_the_client(noproxy, service):
     client = Client(noproxy)
     for vip in noproxy.topology.vips:
-        check_session(noproxy, client, service, str(vip.address),
-                      serving=noproxy.status().owner(str(vip.address)))
+        owner = noproxy.topology.expected_owner(vip)
+        check_session(noproxy, client, service, str(vip.address), owner, serving=owner)
 
 
 @SECOND_CLUSTER

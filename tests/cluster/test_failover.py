@@ -3,7 +3,9 @@
 A probe timeline on client01 samples SMTP, POP3 and IMAP on the crashed
 node's VIPs at 20 Hz; the outage each service saw is measured from the last
 success before the crash to the first success after it, and must stay within
-CARP's bound (3 x advbase + skew/256) plus ucarp's timer tick.
+CARP's bound (3 x advbase + skew/256) plus ucarp's timer tick. Every other VIP
+is watched too (IMAP, at a lower rate): a VIP that should not move must not
+miss a single attempt through the crash and the boot.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from mailring.checks.sweep import sweep
 from mailring.checks.timelines import (
     HZ,
     PROBE_TIMEOUT_S,
+    failures_of,
     margin_s,
     outages_of,
     targets_for,
@@ -25,6 +28,8 @@ from mailring.checks.timelines import (
 )
 
 pytestmark = pytest.mark.destructive
+
+STILL_HZ = 5  # the VIPs that must not move: one service each, sampled more slowly
 
 
 def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
@@ -38,10 +43,14 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
     converge(cluster, failed=set())
     targets = targets_for(topology, mine)
     names = [t["name"] for t in targets]
+    still = [v for v in before if v not in mine]
+    still_targets = targets_for(topology, still, services=("imap",), hz=STILL_HZ)
+    still_names = [t["name"] for t in still_targets]
     bound = {v: topology.failover_bound_s(v, {mail_node}) for v in mine}
 
-    with client.timeline(targets, hz=HZ, timeout=PROBE_TIMEOUT_S, max_seconds=120) as tl:
-        wait_sampling(tl, names)
+    with client.timeline(targets + still_targets, hz=HZ, timeout=PROBE_TIMEOUT_S, max_seconds=120) as tl:
+        wait_sampling(tl, names + still_names)
+        t_watch = time.time()
         t_crash = time.time()
         crash = nemesis.crash(mail_node)
         status = converge(cluster, failed={mail_node})
@@ -59,6 +68,9 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
         wait_recovered(tl, names, t_boot, 15, must_fail=False)
         ops = tl.stop()
 
+    moved = [f"{line} (VIP owned by {before[line.split('@')[1].split(':')[0]]}, which did not crash)"
+             for line in failures_of(ops, still_names, t_watch)]
+    assert not moved, f"crashing and booting {mail_node} disturbed VIPs that must stay: {'; '.join(moved)}"
     test = request.node.name
     failover = outages_of([o for o in ops if o.t < t_boot], names, t_crash, test,
                           f"crash {mail_node}", bound)

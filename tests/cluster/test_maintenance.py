@@ -12,8 +12,8 @@ pytestmark = pytest.mark.destructive
 
 @pytest.mark.parametrize("state", ["drain", "maint"])
 def test_drained_server_takes_no_new_sessions_and_lets_existing_ones_finish(
-        client, nemesis, topology, state):
-    node = topology.mail_nodes[2].name  # the article's example: mail03
+        client, nemesis, topology, mail_node, state):
+    node = mail_node
     vip = str(topology.vips_owned_by(node)[0].address)
     imap = topology.services["imap"]
     user = topology.users[0]

@@ -15,7 +15,7 @@ import pytest
 from mailring.checks.client_address import LogCursor, haproxy_session, server_states, wait_server
 from mailring.checks.convergence import converge
 from mailring.checks.wait import eventually
-from mailring.render.context import haproxy_backend
+from mailring.render.context import haproxy_backend, source_hash_backup
 
 REQUESTS = 8
 RECOVER_S = 15.0
@@ -77,7 +77,12 @@ def test_each_client_address_sticks_to_one_backup(cluster, client, topology, own
             cursor.records(owner, "haproxy"), s, p, backend=backend), LOG_DEADLINE_S,
             f"HAProxy on {owner} logging {source}:{last['local_port']}")
         assert hop.server == nodes[0], f"HAProxy sent {source} to {hop.server}, the page names {nodes[0]}"
-    assert set(chosen.values()) <= set(running), chosen
+    intended = {s: source_hash_backup(topology, owner, s) for s in sources(topology)}
+    assert len(set(intended.values())) == len(intended), (
+        f"{topology.path}: the client's addresses {intended} hash to one backup of {owner}; "
+        f"give {topology.client.name} an alias that hashes to another one")
+    assert chosen == intended, (f"{service} through {vip.address} with {owner}'s webmail down: "
+                                f"sources landed on {chosen}, balance source intends {intended}")
 
 
 @pytest.mark.destructive

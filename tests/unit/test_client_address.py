@@ -16,6 +16,7 @@ from mailring.checks.client_address import (
     postfix_session,
     server_states,
 )
+from mailring.checks.wait import NotYet
 from mailring.logparse import parse_lines
 
 CLIENT, PORT = "192.168.56.100", 41492
@@ -80,7 +81,7 @@ def test_haproxy_session_not_logged_is_session_not_found() -> None:
         haproxy_session(parse_lines("haproxy", HAPROXY), CLIENT, 1234)
     with pytest.raises(SessionNotFound):
         haproxy_session(parse_lines("haproxy", HAPROXY), CLIENT, PORT, backend="be_submission")
-    assert issubclass(SessionNotFound, AssertionError)  # eventually() keeps polling for it
+    assert issubclass(SessionNotFound, AssertionError) and issubclass(SessionNotFound, NotYet)  # polled again
 
 
 def test_proxy_on_the_daemon_must_log_the_client() -> None:

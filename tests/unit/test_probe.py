@@ -146,6 +146,10 @@ def pop3_server(conn: socket.socket) -> None:
             reply("+OK logged in\r\n" if arg == "pw" else "-ERR [AUTH] failed\r\n")
         elif verb == "STAT":
             reply("+OK 2 320\r\n")
+        elif verb in ("TOP", "RETR"):
+            n = arg.split()[0]
+            body = "" if verb == "TOP" else f"body {n}\r\n..dot-stuffed\r\n"
+            reply(f"+OK\r\nMessage-ID: <m{n}@x>\r\nSubject: s\r\n\r\n{body}.\r\n")
         elif verb == "QUIT":
             reply("+OK bye\r\n")
             return
@@ -163,8 +167,11 @@ def imap_server(conn: socket.socket) -> None:
         elif verb in ("SELECT", "EXAMINE"):
             reply(f"* 3 EXISTS\r\n* FLAGS ()\r\n{tag} OK [READ-ONLY] done\r\n")
         elif verb == "SEARCH":
-            found = " 2" if '"hello world"' in args else ""
+            found = " 2" if '"hello world"' in args or '"<m2@x>"' in args else ""
             reply(f"* SEARCH{found}\r\n{tag} OK done\r\n")
+        elif verb == "FETCH":
+            raw = "Message-ID: <m2@x>\r\n\r\nbody 2\r\n"
+            reply(f"* 2 FETCH (BODY[] {{{len(raw)}}}\r\n{raw})\r\n{tag} OK done\r\n")
         elif verb == "LOGOUT":
             reply(f"* BYE\r\n{tag} OK done\r\n")
             return
@@ -250,6 +257,22 @@ def test_pop3(serve, password: str, ok: bool) -> None:
         assert (out["count"], out["size"], out["login_ok"]) == (2, 320, True)
     else:
         assert out["login_ok"] is False and "auth" in out["error"].lower()
+
+
+def test_pop3_retrieves_only_the_message_with_the_message_id(serve) -> None:
+    srv = serve(pop3_server)
+    rc, out = probe({"kind": "pop3", "host": "127.0.0.1", "port": srv.port, "user": "alice",
+                     "password": "pw", "message_id": "<m2@x>"})
+    assert rc == 0 and out["ok"], out
+    assert out["bodies"] == ["body 2\n.dot-stuffed\n"]
+
+
+def test_imap_fetches_the_message_with_the_message_id(serve) -> None:
+    srv = serve(imap_server)
+    for mid, bodies in (("<m2@x>", ["body 2\n"]), ("<m9@x>", [])):
+        rc, out = probe({"kind": "imap", "host": "127.0.0.1", "port": srv.port, "user": "alice",
+                         "password": "pw", "message_id": mid})
+        assert rc == 0 and out["ok"] and out["bodies"] == bodies, out
 
 
 @pytest.mark.parametrize(("subject", "found"), [("hello world", True), ("other", False)])
@@ -367,3 +390,20 @@ def test_timeline_stops_after_max_seconds(serve) -> None:
     records = finish(proc, [])  # stdin stays open until it ended: only max_seconds ends it
     assert records[-1]["done"] is True and records[-1]["attempts"] >= 1
     assert all(re.match(r"HTTP/1\.0 200", r["banner"]) for r in records[:-1])
+
+
+def test_timeline_target_with_its_own_rate(serve) -> None:
+    srv = serve(banner(b"220 test ESMTP\r\n"))
+    proc = start_timeline([
+        {"name": "fast", "host": "127.0.0.1", "port": srv.port, "protocol": "smtp"},
+        {"name": "slow", "host": "127.0.0.1", "port": srv.port, "protocol": "smtp", "hz": 2},
+    ])
+    assert proc.stdin and proc.stdout
+    head: list[str] = []
+    while len(head) < 30 and (line := proc.stdout.readline()):
+        head.append(line)
+    proc.stdin.close()
+    attempts = finish(proc, head)[:-1]
+    fast = [a for a in attempts if a["target"] == "fast"]
+    slow = [a["t"] for a in attempts if a["target"] == "slow"]
+    assert len(fast) >= 25 and 1 <= len(slow) <= (slow[-1] - slow[0]) * 2 + 2, (len(fast), slow)

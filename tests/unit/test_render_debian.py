@@ -178,3 +178,13 @@ def test_noproxy_bundles_have_no_proxy_listener(tmp_path, need_tool) -> None:
     (tmp_path / "h.cfg").write_text(cfg)
     res = run(need_tool("haproxy"), "-c", "-f", str(tmp_path / "h.cfg"))
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_balance_source_sends_the_client_and_its_alias_to_two_different_backups() -> None:
+    from mailring.render.context import source_hash_backup
+
+    owner = RING.vips[0].owner
+    sources = (RING.client.address, *RING.client.aliases)
+    picks = {str(a): source_hash_backup(RING, owner, str(a)) for a in sources}
+    assert picks == {"192.168.56.100": "mail02", "192.168.56.201": "mail03"}  # .100 % 4 = 0, .201 % 4 = 1
+    assert source_hash_backup(RING, owner, "192.168.56.200") == "mail02"  # why the alias is not .200

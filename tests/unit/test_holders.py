@@ -1,0 +1,27 @@
+"""double_holders() names every VIP two nodes held in one sample, with when."""
+
+from __future__ import annotations
+
+from mailring.checks.holders import Sample, double_holders
+
+A, B = "192.168.56.101", "192.168.56.102"
+
+
+def test_one_holder_per_vip_in_every_sample_is_clean() -> None:
+    samples = [Sample(10.0 + i, {A: ("mail01",), B: ()}) for i in range(5)]
+    assert double_holders(samples) == []
+
+
+def test_a_single_sample_with_two_holders_is_named_with_its_time() -> None:
+    samples = [Sample(10.0, {A: ("mail01",)}), Sample(10.5, {A: ("mail01", "mail05")}),
+               Sample(11.0, {A: ("mail05",)})]
+    assert double_holders(samples, since=10.0) == [
+        f"VIP {A} held by mail01 and mail05 at once in 1 of 3 samples, from +0.50 s to +0.50 s"]
+
+
+def test_every_vip_with_a_double_is_listed() -> None:
+    samples = [Sample(0.0, {A: ("mail01", "mail02"), B: ("mail01",)}),
+               Sample(1.0, {A: ("mail01", "mail03"), B: ("mail02", "mail01")})]
+    lines = double_holders(samples)
+    assert lines[0].startswith(f"VIP {A} held by mail01 and mail02 and mail03 at once in 2 of 2")
+    assert lines[1].startswith(f"VIP {B} held by mail01 and mail02 at once in 1 of 2 samples, from +1.00")

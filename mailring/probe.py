@@ -1,7 +1,7 @@
 """The client's point of view: one standalone probe run ON the client node.
 
 Invoked as ``python3 probe.py '<json request>'``; prints one JSON object (or,
-for ``timeline``, JSON lines). Exit 0 whenever the request was understood, even
+for ``timeline``, ``hold`` and ``writer``, JSON lines). Exit 0 whenever the request was understood, even
 when the probed service failed (``{"ok": false, "error": ...}``); exit 2 only
 for a malformed request. It is copied to FreeBSD VMs and run in lab namespaces,
 so it imports only the stdlib (and dnspython, lazily, for ``dns``) and never
@@ -11,6 +11,7 @@ anything from ``mailring``. Every network call has a timeout.
 from __future__ import annotations
 
 import email.message
+import email.policy
 import email.utils
 import http.client
 import imaplib
@@ -485,9 +486,174 @@ def timeline(req: dict) -> int:
     return 0
 
 
+# --- mail flow: a writer submitting numbered messages, a reader of Message-IDs ----
+MAX_RATE, MAX_MESSAGES, MAX_WORKERS = 100.0, 10000, 32
+
+
+def submit_one(host: str, port: int, timeout: float, mail: email.message.EmailMessage,
+               sender: str, rcpt: str, ehlo: str) -> dict:
+    """One SMTP submission; every outcome is a result: accepted (250 after DATA, with the queue
+    id), refused (a 4xx/5xx reply, with its code) or error (no reply; ``stage`` says where)."""
+    out: dict[str, Any] = {"host": host, "stage": "connect"}
+    smtp = smtplib.SMTP(timeout=timeout)
+    try:
+        code, msg = smtp.connect(host, port)
+        out.update(local_port=port_of(smtp.sock), banner=text(msg)[:200])
+        steps = (("banner", 220, None), ("ehlo", 250, lambda: smtp.ehlo(ehlo)),
+                 ("mail", None, lambda: smtp.mail(sender)), ("rcpt", None, lambda: smtp.rcpt(rcpt)),
+                 ("data", 250, lambda: smtp.data(mail.as_bytes(policy=email.policy.SMTP))))
+        for stage, want, step in steps:  # want: the one good code; None: any code below 400
+            out["stage"] = stage
+            if step is not None:
+                code, msg = step()
+            if (code != want) if want else code >= 400:
+                out.update(outcome="refused", code=code, reply=text(msg)[:200])
+                return out
+        found = re.search(r"queued as ([0-9A-Za-z]+)", text(msg))
+        out.update(outcome="accepted", code=code, queue_id=found.group(1) if found else None)
+        out["stage"] = "done"
+    except smtplib.SMTPResponseException as e:  # e.g. DATA's 354 not given: a reply, a refusal
+        out.update(outcome="refused", code=e.smtp_code, reply=text(e.smtp_error)[:200])
+    except Exception as e:  # noqa: BLE001 - timeouts, resets: the server said nothing final
+        out.update(outcome="error", error=err(e))
+    finally:
+        try:
+            smtp.quit()
+        except Exception:  # noqa: BLE001
+            smtp.close()
+    return out
+
+
+def writer(req: dict) -> int:
+    """Submit numbered messages at ``rate`` per second until ``count`` were attempted, ``max_seconds``
+    passed or stdin closes; one JSON line per attempt, then a done line.
+
+    Each message has Message-ID ``<prefix.seq@domain>`` and header X-Mailring-Seq. It goes to
+    one of ``hosts`` in turn or, with ``name``, to the first address a fresh resolution of the
+    name gives (client01's resolver, once per connection, as a mail client does).
+    """
+    port = need(req, "port", int)
+    hosts, name = need(req, "hosts", list, None), need(req, "name", str, None)
+    if bool(hosts) == bool(name) or not all(isinstance(h, str) for h in hosts or []):
+        raise BadRequest("give either hosts (a list of addresses) or name (resolved per connection)")
+    sender, rcpt, prefix = need(req, "from", str), need(req, "to", str), need(req, "prefix", str)
+    domain = need(req, "domain", str, "client.invalid")
+    rate = float(need(req, "rate", (int, float), 10))
+    count = need(req, "count", int, 100)
+    limit = float(need(req, "max_seconds", (int, float), 60))
+    timeout = float(need(req, "timeout", (int, float), 3.0))
+    workers = need(req, "workers", int, 8)
+    if not (0 < rate <= MAX_RATE and 0 < count <= MAX_MESSAGES and 0 < limit <= MAX_SECONDS
+            and 0 < timeout <= 60 and 0 < workers <= MAX_WORKERS):
+        raise BadRequest(f"rate 0..{MAX_RATE}, count 1..{MAX_MESSAGES}, max_seconds 0..{MAX_SECONDS}, "
+                         f"timeout 0..60, workers 1..{MAX_WORKERS}")
+    stop, lock = threading.Event(), threading.Lock()
+    state = {"next": 0, "written": 0, "closed": False}
+    start = time.monotonic()
+
+    def emit(obj: dict) -> None:
+        with lock:
+            if state["closed"]:
+                return
+            try:
+                sys.stdout.write(json.dumps(obj) + "\n")
+                sys.stdout.flush()
+                state["written"] += 1
+            except (OSError, ValueError):
+                stop.set()
+
+    def work() -> None:
+        while not stop.is_set():
+            with lock:
+                seq = state["next"]
+                if seq >= count:
+                    return
+                state["next"] += 1
+            if stop.wait(max(0.0, start + seq / rate - time.monotonic())) or \
+                    time.monotonic() - start > limit:
+                return  # stopped before its turn: never attempted, never recorded
+            mid = f"<{prefix}.{seq}@{domain}>"
+            mail = email.message.EmailMessage()
+            mail["From"], mail["To"], mail["Subject"] = sender, rcpt, f"mailring flow {prefix} #{seq}"
+            mail["Date"], mail["Message-ID"], mail["X-Mailring-Seq"] = email.utils.formatdate(), mid, str(seq)
+            mail.set_content(f"mail flow {prefix}, message {seq}\n")
+            t0 = time.time()
+            host = hosts[seq % len(hosts)] if hosts else None
+            try:
+                if host is None:
+                    host = socket.getaddrinfo(name, port, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+                res = submit_one(host, port, timeout, mail, sender, rcpt, domain)
+            except Exception as e:  # noqa: BLE001 - the name did not resolve
+                res = {"host": host, "stage": "resolve", "outcome": "error", "error": err(e)}
+            emit({"seq": seq, "message_id": mid, "t": t0, "end": time.time(), **res})
+
+    def watch_stdin() -> None:
+        try:
+            while os.read(0, 4096):
+                pass
+        except OSError:
+            pass
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(limit + 6 * timeout + 5)
+    with lock:
+        state["closed"] = True
+        try:
+            sys.stdout.write(json.dumps({"done": True, "attempts": state["written"]}) + "\n")
+            sys.stdout.flush()
+        except OSError:
+            pass
+    return 0
+
+
+def probe_mailbox(req: dict, out: dict) -> None:
+    """Every Message-ID (containing ``match``, if given) in each user's INBOX, repeats kept:
+    {"users": [{"user", "password"}], "host", "port"} -> {"mailboxes": {user: [ids]}}."""
+    host, port, timeout = endpoint(req)
+    no_source(req)
+    users = need(req, "users", list)
+    match = need(req, "match", str, "")
+    boxes: dict[str, list[str]] = {}
+    for u in users:
+        if not isinstance(u, dict):
+            raise BadRequest("users must be objects {user, password}")
+        user, password = need(u, "user", str), need(u, "password", str)
+        imap = imaplib.IMAP4(host, port, timeout=timeout)
+        try:
+            imap.login(user, password)
+            typ, data = imap.select("INBOX", readonly=True)
+            if typ != "OK":
+                raise imaplib.IMAP4.error(f"SELECT INBOX as {user}: {typ} {data!r}")
+            ids: list[str] = []
+            if int(text(data[0] or b"0")):
+                typ, parts = imap.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+                if typ != "OK":
+                    raise imaplib.IMAP4.error(f"FETCH as {user}: {typ}")
+                for part in parts:
+                    if isinstance(part, tuple):
+                        mid = header_value(part[1], "Message-ID")
+                        if mid and match in mid:
+                            ids.append(mid)
+            boxes[user] = ids
+        finally:
+            try:
+                imap.logout()
+            except Exception:  # noqa: BLE001
+                imap.shutdown()
+    out["mailboxes"] = boxes
+    out["ok"] = True
+
+
 KINDS: dict[str, Callable[[dict, dict], None]] = {
     "dns": probe_dns, "smtp": probe_smtp, "pop3": probe_pop3, "imap": probe_imap,
-    "http": probe_http, "banner": probe_banner, "sweep": probe_sweep,
+    "http": probe_http, "banner": probe_banner, "sweep": probe_sweep, "mailbox": probe_mailbox,
 }
 
 
@@ -506,8 +672,10 @@ def main(argv: list[str]) -> int:
             return timeline(req)
         if kind == "hold":
             return hold(req)
+        if kind == "writer":
+            return writer(req)
         if kind not in KINDS:
-            raise BadRequest(f"unknown kind {kind!r}; use timeline or one of {sorted(KINDS)}")
+            raise BadRequest(f"unknown kind {kind!r}; use timeline, hold, writer or one of {sorted(KINDS)}")
         out: dict[str, Any] = {"kind": kind, "ok": False}
         start = time.monotonic()
         try:

@@ -33,7 +33,7 @@ STILL_HZ = 5  # the VIPs that must not move: one service each, sampled more slow
 
 
 def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
-        request, cluster, client, nemesis, outages, topology, mail_node):
+        request, record_property, cluster, client, nemesis, outages, topology, mail_node):
     mine = [str(v.address) for v in topology.vips_owned_by(mail_node)]
     before = topology.expected_owners()
     after = topology.expected_owners({mail_node})
@@ -77,6 +77,8 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
     failback = outages_of(ops, names, t_boot, test, f"boot {mail_node}", bound)
     for row in failover + failback:
         outages.record(row)
+        ms = "never recovered" if row.outage_ms is None else f"{row.outage_ms:.0f}"
+        record_property(f"outage {row.fault} {row.service}@{row.vip}", f"{ms} ms (bound {row.bound_ms:.0f} ms)")
     for row in failover:
         assert row.outage_ms is not None and row.outage_ms > 0, f"{row.service}@{row.vip} saw no outage"
         allowed = row.bound_ms + margin_s(topology) * 1000

@@ -407,3 +407,71 @@ def test_timeline_target_with_its_own_rate(serve) -> None:
     fast = [a for a in attempts if a["target"] == "fast"]
     slow = [a["t"] for a in attempts if a["target"] == "slow"]
     assert len(fast) >= 25 and 1 <= len(slow) <= (slow[-1] - slow[0]) * 2 + 2, (len(fast), slow)
+
+
+# --- writer and mailbox ----------------------------------------------------------
+def run_writer(**req: object) -> list[dict]:
+    """A bounded writer run to its end; its lines, the done line last."""
+    full = {"kind": "writer", "port": 25, "from": "a@x", "to": "b@x", "prefix": "run1", "domain": "c.x",
+            "rate": 50, "count": 6, "max_seconds": 20, "timeout": 2, **req}
+    proc = subprocess.Popen([sys.executable, PROBE, json.dumps(full)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout and proc.stderr and proc.stdin
+    out = proc.stdout.read()  # stdin stays open: the writer ends on its own count
+    proc.stdin.close()
+    assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_writer_submits_numbered_messages_and_records_each_acceptance(serve) -> None:
+    box: list[Server] = []
+    srv = serve(smtp_server(box))
+    box.append(srv)
+    records = run_writer(hosts=["127.0.0.1"], port=srv.port, count=11)
+    done, attempts = records[-1], sorted(records[:-1], key=lambda r: r["seq"])
+    assert done == {"done": True, "attempts": 11}
+    assert [a["seq"] for a in attempts] == list(range(11))
+    assert {(a["outcome"], a["queue_id"], a["code"]) for a in attempts} == {("accepted", "4ABC123", 250)}
+    assert [a["message_id"] for a in attempts] == [f"<run1.{i}@c.x>" for i in range(11)]
+    seqs = sorted(int(m) for body in srv.received for m in re.findall(rb"X-Mailring-Seq: (\d+)\r\n", body))
+    assert seqs == list(range(11))  # one message per number, sent with CRLF line ends
+    ts = sorted(a["t"] for a in attempts)
+    assert ts[-1] - ts[0] >= 0.1  # paced: the last is due 10 / 50 s after the first, not all at once
+
+
+def test_writer_records_refusals_and_errors_with_where_they_happened(serve, refused_port: int) -> None:
+    busy = serve(banner(b"554 5.3.2 not now\r\n"))
+    records = run_writer(hosts=["127.0.0.1"], port=busy.port, count=2)[:-1]
+    assert {(r["outcome"], r["code"], r["stage"]) for r in records} == {("refused", 554, "banner")}
+    records = run_writer(hosts=["127.0.0.1"], port=refused_port, count=2)[:-1]
+    assert {(r["outcome"], r["stage"]) for r in records} == {("error", "connect")}
+    assert all("Refused" in r["error"] for r in records)
+
+
+def test_writer_resolves_the_name_for_every_connection(serve) -> None:
+    box: list[Server] = []
+    srv = serve(smtp_server(box))
+    box.append(srv)
+    records = run_writer(name="localhost", port=srv.port, count=3)[:-1]
+    assert [r["outcome"] for r in records] == ["accepted"] * 3
+    assert {r["host"] for r in records} == {"127.0.0.1"}
+
+
+@pytest.mark.parametrize("bad", [{"hosts": ["h"], "name": "n"}, {}, {"rate": 0, "hosts": ["h"]},
+                                 {"count": 10**6, "hosts": ["h"]}])
+def test_writer_rejects_a_malformed_request(bad: dict) -> None:
+    req = {"kind": "writer", "port": 25, "from": "a@x", "to": "b@x", "prefix": "p", **bad}
+    res = subprocess.run([sys.executable, PROBE, json.dumps(req)], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 2 and "bad request" in res.stderr
+
+
+def test_mailbox_lists_the_message_ids_of_every_user(serve) -> None:
+    srv = serve(imap_server)
+    users = [{"user": "alice", "password": "pw"}, {"user": "bob", "password": "pw"}]
+    rc, out = probe({"kind": "mailbox", "host": "127.0.0.1", "port": srv.port, "users": users})
+    assert rc == 0 and out["ok"], out
+    assert out["mailboxes"] == {"alice": ["<m2@x>"], "bob": ["<m2@x>"]}
+    rc, out = probe({"kind": "mailbox", "host": "127.0.0.1", "port": srv.port, "users": users, "match": "zz"})
+    assert out["mailboxes"] == {"alice": [], "bob": []}

@@ -78,7 +78,7 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
     for row in failover + failback:
         outages.record(row)
         ms = "never recovered" if row.outage_ms is None else f"{row.outage_ms:.0f}"
-        record_property(f"outage {row.fault} {row.service}@{row.vip}", f"{ms} ms (bound {row.bound_ms:.0f} ms)")
+        record_property(f"outage {row.fault} {row.service}@{row.vip}", f"{ms} ms, bound {row.bound_ms:.0f}")
     for row in failover:
         assert row.outage_ms is not None and row.outage_ms > 0, f"{row.service}@{row.vip} saw no outage"
         allowed = row.bound_ms + margin_s(topology) * 1000

@@ -4,7 +4,8 @@ Invoked as ``python3 probe.py '<json request>'``; prints one JSON object (or,
 for ``timeline``, ``hold`` and ``writer``, JSON lines). Exit 0 whenever the request was understood, even
 when the probed service failed (``{"ok": false, "error": ...}``); exit 2 only
 for a malformed request. It is copied to FreeBSD VMs and run in lab namespaces,
-so it imports only the stdlib (and dnspython, lazily, for ``dns``) and never
+so it imports only the stdlib (and dnspython, lazily, for ``dns`` and a writer
+by name) and never
 anything from ``mailring``. Every network call has a timeout.
 """
 
@@ -524,13 +525,28 @@ def submit_one(host: str, port: int, timeout: float, mail: email.message.EmailMe
     return out
 
 
+def first_address(name: str, timeout: float, server: str | None = None, port: int = 53) -> str:
+    """The first A record of a fresh query to the node's resolver (/etc/resolv.conf, no cache),
+    in the order the resolver gave. Not getaddrinfo(): glibc sorts the answers (RFC 6724 rule 9,
+    longest prefix shared with the source), so a client in the VIPs' subnet always gets the same
+    first VIP and round-robin DNS never reaches it."""
+    import dns.resolver
+
+    res = dns.resolver.Resolver(configure=server is None)
+    if server:
+        res.nameservers, res.port = [server], port
+    res.cache, res.timeout, res.lifetime = None, timeout, timeout
+    answer = res.resolve(name, "A", search=False)
+    return answer.rrset[0].address
+
+
 def writer(req: dict) -> int:
     """Submit numbered messages at ``rate`` per second until ``count`` were attempted, ``max_seconds``
     passed or stdin closes; one JSON line per attempt, then a done line.
 
     Each message has Message-ID ``<prefix.seq@domain>`` and header X-Mailring-Seq. It goes to
-    one of ``hosts`` in turn or, with ``name``, to the first address a fresh resolution of the
-    name gives (client01's resolver, once per connection, as a mail client does).
+    one of ``hosts`` in turn or, with ``name``, to the first address a fresh query of the
+    client's resolver gives (once per connection; see ``first_address``).
     """
     port = need(req, "port", int)
     hosts, name = need(req, "hosts", list, None), need(req, "name", str, None)
@@ -538,6 +554,7 @@ def writer(req: dict) -> int:
         raise BadRequest("give either hosts (a list of addresses) or name (resolved per connection)")
     sender, rcpt, prefix = need(req, "from", str), need(req, "to", str), need(req, "prefix", str)
     domain = need(req, "domain", str, "client.invalid")
+    dns_server, dns_port = need(req, "dns_server", str, None), need(req, "dns_port", int, 53)
     rate = float(need(req, "rate", (int, float), 10))
     count = need(req, "count", int, 100)
     limit = float(need(req, "max_seconds", (int, float), 60))
@@ -581,7 +598,7 @@ def writer(req: dict) -> int:
             host = hosts[seq % len(hosts)] if hosts else None
             try:
                 if host is None:
-                    host = socket.getaddrinfo(name, port, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+                    host = first_address(name, timeout, dns_server, dns_port)
                 res = submit_one(host, port, timeout, mail, sender, rcpt, domain)
             except Exception as e:  # noqa: BLE001 - the name did not resolve
                 res = {"host": host, "stage": "resolve", "outcome": "error", "error": err(e)}

@@ -1,12 +1,15 @@
 """A server loses its network but keeps running: its VIPs move; healed, they come back, and at
-no moment, during the isolation or the heal, do two reachable nodes hold one VIP."""
+no moment, during the isolation or the heal, do two reachable nodes hold one VIP (but the
+node's own VIP and its backup while the node takes it back, within that handover's window)."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
 from mailring.checks.convergence import converge, deadline_s
-from mailring.checks.holders import HolderWatch
+from mailring.checks.holders import HolderWatch, handovers
 from mailring.checks.sweep import wait_clean
 
 pytestmark = pytest.mark.destructive
@@ -21,8 +24,12 @@ def test_isolated_node_loses_its_vips_and_gets_them_back_without_split_brain(
         assert status.nodes[mail_node].state == "isolated"
         wait_clean(client, topology, topology.expected_owners({mail_node}), deadline_s(topology, {mail_node}),
                    f"every service on every VIP answering from its new owner while {mail_node} is cut off")
+        t_heal = time.time()
         nemesis.heal(fault)
         converge(cluster, failed=set())
         wait_clean(client, topology, topology.expected_owners(), deadline_s(topology),
                    f"every service on every VIP answering from its owner after {mail_node} is back")
-    watch.check()
+    # the healed node takes its own VIPs back by preemption: the old holder lets go when it
+    # hears the owner's advert, so those two may show together for that moment, nothing else
+    forgiven = watch.check(allowed=handovers(topology, t_heal, {mail_node}, set()))
+    print("handover doubles forgiven:", forgiven or "none")

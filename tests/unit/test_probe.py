@@ -450,13 +450,34 @@ def test_writer_records_refusals_and_errors_with_where_they_happened(serve, refu
     assert all("Refused" in r["error"] for r in records)
 
 
-def test_writer_resolves_the_name_for_every_connection(serve) -> None:
+def test_writer_resolves_the_name_for_every_connection_in_the_resolvers_order(serve) -> None:
+    import dns.message
+    import dns.rrset
+
     box: list[Server] = []
     srv = serve(smtp_server(box))
     box.append(srv)
-    records = run_writer(name="localhost", port=srv.port, count=3)[:-1]
-    assert [r["outcome"] for r in records] == ["accepted"] * 3
-    assert {r["host"] for r in records} == {"127.0.0.1"}
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    order = ["127.0.0.1", "127.0.0.3"]  # nothing listens on .3: those attempts are refused
+
+    def answer() -> None:
+        for n in range(4):
+            data, peer = sock.recvfrom(4096)
+            q = dns.message.from_wire(data)
+            r = dns.message.make_response(q)
+            r.answer.append(dns.rrset.from_text(q.question[0].name, 30, "IN", "A",
+                                                *(order if n % 2 == 0 else order[::-1])))
+            sock.sendto(r.to_wire(want_shuffle=False), peer)
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        records = run_writer(name="smtp.ring.test", port=srv.port, count=4, rate=5, workers=1,
+                             dns_server="127.0.0.1", dns_port=sock.getsockname()[1])[:-1]
+    finally:
+        sock.close()
+    assert [r["host"] for r in records] == ["127.0.0.1", "127.0.0.3"] * 2
+    assert [r["outcome"] for r in records] == ["accepted", "error"] * 2
 
 
 @pytest.mark.parametrize("bad", [{"hosts": ["h"], "name": "n"}, {}, {"rate": 0, "hosts": ["h"]},

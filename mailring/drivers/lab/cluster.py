@@ -250,17 +250,33 @@ class LabCluster(Cluster):
             self._services(node, "start", group)
 
     def isolate(self, node: str) -> None:
+        """Cut the node's link. As on FreeBSD, where a link going down puts its CARP vhids in
+        INIT, the node lets go of every VIP while cut off (ucarp would exit on a down interface,
+        so the port is cut on the bridge and the node's ucarps are stopped); otherwise it would
+        make itself master of every VIP it runs and meet the real holders as a split brain when
+        the link returns."""
         self.check_node(node)
         self._init_pid(node)
         netns.bridge_port(self.names.lan, self.names.port(node), forwarding=False)
         self.record_fault(node, "isolated")
+        for group in self._carp_groups(node):
+            self._services(node, "stop", group)
 
     def rejoin(self, node: str) -> None:
+        """Restore the link, then start the node's CARP again: it comes back as a backup and takes
+        its own VIPs back by preemption, as a booting node does."""
         self.check_node(node)
         if self.faults().get(node) != "isolated":
             raise InputError(f"{node} is not isolated; nothing to heal")
         netns.bridge_port(self.names.lan, self.names.port(node), forwarding=True)
         self.record_fault(node, None)
+        for group in self._carp_groups(node):
+            self._services(node, "start", group)
+
+    def _carp_groups(self, node: str) -> list[str]:
+        if self.topology.nodes[node].role != "mail":
+            return []
+        return [g for g in ("carp", "carp-backup") if g in self.service_states(node)]
 
     def service_states(self, node: str) -> dict:
         return self._services(node, "status")

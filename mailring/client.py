@@ -11,15 +11,17 @@ normal result with ``"ok": false``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from mailring.cluster import Cluster, Running
 
 Host = str | IPv4Address
+T = TypeVar("T")
 
 
 class ProbeError(RuntimeError):
@@ -55,17 +57,18 @@ def target(host: Host, port: int, protocol: str, name: str | None = None,
             "protocol": protocol, "tls": tls, **extra}
 
 
-def parse_timeline(node: str, stdout: str, stderr: str = "", rc: int | None = 0,
-                   partial: bool = False) -> list[Op]:
-    """The Ops of a timeline's JSON lines; raises unless the probe ended with its done line.
+def parse_stream(node: str, kind: str, record: Callable[[dict[str, Any]], T], stdout: str,
+                 stderr: str = "", rc: int | None = 0, partial: bool = False) -> list[T]:
+    """The records of a streaming probe's JSON lines (timeline, writer), each made by ``record``;
+    raises unless the probe ended with its done line counting them.
 
     With ``partial`` (a probe still running) only complete lines count and no done line is due.
     """
     if rc != 0:
-        raise ProbeError(node, "timeline", rc, stderr, "timeline probe failed")
+        raise ProbeError(node, kind, rc, stderr, f"{kind} probe failed")
     if partial:
         stdout = stdout[: stdout.rfind("\n") + 1]
-    ops: list[Op] = []
+    out: list[T] = []
     done: dict[str, Any] | None = None
     for n, line in enumerate(stdout.splitlines(), 1):
         if not line.strip():
@@ -75,20 +78,29 @@ def parse_timeline(node: str, stdout: str, stderr: str = "", rc: int | None = 0,
             if obj.get("done"):
                 done = obj
                 continue
-            ops.append(Op(t=float(obj["t"]), end=float(obj["end"]), target=str(obj["target"]),
-                          type=str(obj["type"]), error=obj.get("error"),
-                          banner=obj.get("banner"), local_port=obj.get("local_port")))
+            out.append(record(obj))
         except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise ProbeError(node, "timeline", rc, stderr,
-                             f"line {n} is not a timeline record ({e}): {line[:200]!r}") from None
+            raise ProbeError(node, kind, rc, stderr,
+                             f"line {n} is not a {kind} record ({e}): {line[:200]!r}") from None
     if partial:
-        return ops
+        return out
     if done is None:
-        raise ProbeError(node, "timeline", rc, stderr, "the probe ended without its done line")
-    if done.get("attempts") != len(ops):
-        raise ProbeError(node, "timeline", rc, stderr,
-                         f"done line counts {done.get('attempts')} attempts, got {len(ops)} lines")
-    return ops
+        raise ProbeError(node, kind, rc, stderr, "the probe ended without its done line")
+    if done.get("attempts") != len(out):
+        raise ProbeError(node, kind, rc, stderr,
+                         f"done line counts {done.get('attempts')} attempts, got {len(out)} lines")
+    return out
+
+
+def parse_timeline(node: str, stdout: str, stderr: str = "", rc: int | None = 0,
+                   partial: bool = False) -> list[Op]:
+    """The Ops of a timeline's JSON lines (see ``parse_stream``)."""
+    def op(obj: dict[str, Any]) -> Op:
+        return Op(t=float(obj["t"]), end=float(obj["end"]), target=str(obj["target"]),
+                  type=str(obj["type"]), error=obj.get("error"), banner=obj.get("banner"),
+                  local_port=obj.get("local_port"))
+
+    return parse_stream(node, "timeline", op, stdout, stderr, rc, partial)
 
 
 class Timeline:

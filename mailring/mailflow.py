@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailring.checks.mailflow import ACCEPTED, Attempt, Verdict, judge
 from mailring.checks.wait import NotYet, eventually
-from mailring.client import ProbeError
+from mailring.client import ProbeError, parse_stream
 
 if TYPE_CHECKING:
     from mailring.client import Client
@@ -36,31 +36,14 @@ def node_of(topo: Topology, banner: str | None) -> str | None:
 
 def parse_attempts(topo: Topology, node: str, stdout: str, stderr: str = "", rc: int | None = 0,
                    partial: bool = False) -> list[Attempt]:
-    """The Attempts of a writer's JSON lines; unless ``partial``, it must have ended with its done line."""
-    if rc != 0:
-        raise ProbeError(node, "writer", rc, stderr, "writer probe failed")
-    if partial:
-        stdout = stdout[: stdout.rfind("\n") + 1]
-    out: list[Attempt] = []
-    done: dict[str, Any] | None = None
-    for n, line in enumerate(stdout.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            if obj.get("done"):
-                done = obj
-                continue
-            out.append(Attempt(seq=int(obj["seq"]), message_id=str(obj["message_id"]), t=float(obj["t"]),
-                               end=float(obj["end"]), outcome=str(obj["outcome"]), host=obj.get("host"),
-                               node=node_of(topo, obj.get("banner")), queue_id=obj.get("queue_id"),
-                               code=obj.get("code"), stage=obj.get("stage"), error=obj.get("error")))
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise ProbeError(node, "writer", rc, stderr, f"line {n} is not a writer record ({e}): "
-                                                         f"{line[:200]!r}") from None
-    if not partial and (done is None or done.get("attempts") != len(out)):
-        raise ProbeError(node, "writer", rc, stderr, f"done line {done} does not count {len(out)} attempts")
-    return out
+    """The Attempts of a writer's JSON lines (see ``mailring.client.parse_stream``)."""
+    def attempt(obj: dict[str, Any]) -> Attempt:
+        return Attempt(seq=int(obj["seq"]), message_id=str(obj["message_id"]), t=float(obj["t"]),
+                       end=float(obj["end"]), outcome=str(obj["outcome"]), host=obj.get("host"),
+                       node=node_of(topo, obj.get("banner")), queue_id=obj.get("queue_id"),
+                       code=obj.get("code"), stage=obj.get("stage"), error=obj.get("error"))
+
+    return parse_stream(node, "writer", attempt, stdout, stderr, rc, partial)
 
 
 def accepted_on(attempts: list[Attempt], node: str | None = None, since: float = 0.0,

@@ -404,6 +404,53 @@ def hold(req: dict) -> int:
     return 0
 
 
+# --- streaming probes: JSON lines until stopped -------------------------------
+class Lines:
+    """JSON lines on stdout from many threads, counted; ``close()`` writes the done line
+    ({"done": true, "attempts": N}) and nothing is written after it. A reader gone sets ``stop``."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop, self.lock, self.count, self.closed = stop, threading.Lock(), 0, False
+
+    def emit(self, obj: dict) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            try:
+                sys.stdout.write(json.dumps(obj) + "\n")
+                sys.stdout.flush()
+                self.count += 1
+            except (OSError, ValueError):
+                self.stop.set()
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            try:
+                sys.stdout.write(json.dumps({"done": True, "attempts": self.count}) + "\n")
+                sys.stdout.flush()
+            except OSError:
+                pass  # the reader is gone: nobody is left to tell
+
+
+def stop_on_eof_or_signal(stop: threading.Event, watch_stdin: bool = True) -> None:
+    """Set ``stop`` on SIGTERM/SIGINT and, if ``watch_stdin``, when stdin closes."""
+    def watch() -> None:
+        # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader
+        # holds its lock and aborts the interpreter at exit.
+        try:
+            while os.read(0, 4096):
+                pass
+        except OSError:
+            pass
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if watch_stdin:
+        threading.Thread(target=watch, daemon=True).start()
+
+
 # --- timeline ------------------------------------------------------------
 def timeline(req: dict) -> int:
     targets = need(req, "targets", list)
@@ -426,18 +473,8 @@ def timeline(req: dict) -> int:
     if len({s["name"] for s in specs}) != len(specs):
         raise BadRequest("target names must be unique")
     longest = max(float(s["timeout"]) for s in specs)
-    stop, lock, attempts, closed = threading.Event(), threading.Lock(), [0], [False]
-
-    def emit(obj: dict) -> None:
-        with lock:
-            if closed[0]:
-                return
-            try:
-                sys.stdout.write(json.dumps(obj) + "\n")
-                sys.stdout.flush()
-                attempts[0] += 1
-            except (OSError, ValueError):
-                stop.set()
+    stop = threading.Event()
+    out = Lines(stop)
 
     def sample(spec: dict) -> None:
         start = time.monotonic()
@@ -451,25 +488,12 @@ def timeline(req: dict) -> int:
                 line["banner"] = res.get("banner", "")[:120]
             else:
                 line["error"] = res.get("error", "")
-            emit(line)
+            out.emit(line)
             rate = spec["hz"]
             k = max(k + 1, int((time.monotonic() - start) * rate) + 1)  # late: skip, never burst
             stop.wait(max(0.0, start + k / rate - time.monotonic()))
 
-    def watch_stdin() -> None:
-        # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader
-        # holds its lock and aborts the interpreter at exit.
-        try:
-            while os.read(0, 4096):
-                pass
-        except OSError:
-            pass
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    if need(req, "watch_stdin", bool, True):
-        threading.Thread(target=watch_stdin, daemon=True).start()
+    stop_on_eof_or_signal(stop, need(req, "watch_stdin", bool, True))
     workers = [threading.Thread(target=sample, args=(s,), daemon=True) for s in specs]
     for w in workers:
         w.start()
@@ -477,13 +501,7 @@ def timeline(req: dict) -> int:
     stop.set()
     for w in workers:
         w.join(longest * 3 + 5)
-    with lock:
-        closed[0] = True  # a straggler still running after join() writes nothing more
-        try:
-            sys.stdout.write(json.dumps({"done": True, "attempts": attempts[0]}) + "\n")
-            sys.stdout.flush()
-        except OSError:
-            pass  # the reader is gone: nobody is left to tell
+    out.close()  # a straggler still running after join() writes nothing more
     return 0
 
 
@@ -565,19 +583,8 @@ def writer(req: dict) -> int:
         raise BadRequest(f"rate 0..{MAX_RATE}, count 1..{MAX_MESSAGES}, max_seconds 0..{MAX_SECONDS}, "
                          f"timeout 0..60, workers 1..{MAX_WORKERS}")
     stop, lock = threading.Event(), threading.Lock()
-    state = {"next": 0, "written": 0, "closed": False}
+    out, state = Lines(stop), {"next": 0}
     start = time.monotonic()
-
-    def emit(obj: dict) -> None:
-        with lock:
-            if state["closed"]:
-                return
-            try:
-                sys.stdout.write(json.dumps(obj) + "\n")
-                sys.stdout.flush()
-                state["written"] += 1
-            except (OSError, ValueError):
-                stop.set()
 
     def work() -> None:
         while not stop.is_set():
@@ -602,31 +609,15 @@ def writer(req: dict) -> int:
                 res = submit_one(host, port, timeout, mail, sender, rcpt, domain)
             except Exception as e:  # noqa: BLE001 - the name did not resolve
                 res = {"host": host, "stage": "resolve", "outcome": "error", "error": err(e)}
-            emit({"seq": seq, "message_id": mid, "t": t0, "end": time.time(), **res})
+            out.emit({"seq": seq, "message_id": mid, "t": t0, "end": time.time(), **res})
 
-    def watch_stdin() -> None:
-        try:
-            while os.read(0, 4096):
-                pass
-        except OSError:
-            pass
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    threading.Thread(target=watch_stdin, daemon=True).start()
+    stop_on_eof_or_signal(stop)
     threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(limit + 6 * timeout + 5)
-    with lock:
-        state["closed"] = True
-        try:
-            sys.stdout.write(json.dumps({"done": True, "attempts": state["written"]}) + "\n")
-            sys.stdout.flush()
-        except OSError:
-            pass
+    out.close()
     return 0
 
 

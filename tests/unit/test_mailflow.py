@@ -73,3 +73,27 @@ def test_the_explanation_names_at_most_a_dozen_and_counts_the_rest() -> None:
     v = judge([att(i) for i in range(20)], {}, prefix=RUN)
     lost = v.explain().splitlines()[1]
     assert lost.startswith("lost (20): #0 ") and lost.endswith("and 8 more")
+
+
+def test_writer_lines_become_attempts_with_the_answering_node() -> None:
+    import json
+
+    from mailring.client import ProbeError
+    from mailring.mailflow import accepted_on, parse_attempts
+    from mailring.topology import DEFAULT_TOPOLOGY, load
+
+    topo = load(DEFAULT_TOPOLOGY)
+    lines = [{"seq": 0, "message_id": mid(0), "t": 1.0, "end": 1.1, "outcome": "accepted",
+              "host": "192.168.56.103", "banner": "mail02.ring.test ESMTP mail02", "queue_id": "4ABC",
+              "code": 250, "stage": "done"},
+             {"seq": 1, "message_id": mid(1), "t": 2.0, "end": 3.0, "outcome": "error",
+              "host": "192.168.56.101", "stage": "connect", "error": "TimeoutError: timed out"}]
+    text = "".join(json.dumps(x) + "\n" for x in lines)
+    done = text + json.dumps({"done": True, "attempts": 2}) + "\n"
+    got = parse_attempts(topo, "client01", done)
+    assert [(a.seq, a.node, a.queue_id, a.outcome) for a in got] == [(0, "mail02", "4ABC", ACCEPTED),
+                                                                       (1, None, None, ERROR)]
+    assert accepted_on(got, "mail02") == got[:1] and accepted_on(got, other_than="mail02") == []
+    assert len(parse_attempts(topo, "client01", text + '{"seq": 2', partial=True)) == 2  # a half line waits
+    with pytest.raises(ProbeError, match="without its done line"):
+        parse_attempts(topo, "client01", text)

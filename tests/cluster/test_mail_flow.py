@@ -59,42 +59,53 @@ def fill_queue(cluster, writer: FlowWriter, node: str) -> tuple[set[str], float]
     return set(mine), t_pause
 
 
-def verdict_of(cluster, client, writer: FlowWriter):
-    attempts = writer.stop()
-    return check_flow(cluster, client, attempts, writer.prefix)
+def through_fault(cluster, writer: FlowWriter, victim: str, fault, heal) -> tuple[set[str], float, float]:
+    """Stream through a fault on ``victim`` (the writer sends to its VIPs): mail accepted by it,
+    its queue filled, ``fault()``, mail accepted by its backups, ``heal()``, mail accepted by it
+    again. The queue ids seen waiting on the victim before the fault, the pause and fault times."""
+    writer.wait_for(lambda ops: len(accepted_on(ops, victim)), STEP, PHASE_S,
+                    f"{STEP} messages accepted by {victim}")
+    held, t_pause = fill_queue(cluster, writer, victim)
+    fault()
+    t_fault = writer.so_far()[-1].end
+    writer.wait_for(lambda ops: len(accepted_on(ops, since=t_fault, other_than=victim)), STEP, PHASE_S,
+                    f"{STEP} messages accepted by {victim}'s backups during the fault")
+    heal()
+    t_heal = writer.so_far()[-1].end
+    writer.wait_for(lambda ops: len(accepted_on(ops, victim, since=t_heal)), STEP, PHASE_S,
+                    f"{STEP} messages accepted by {victim} again after the heal")
+    return held, t_pause, t_fault
 
 
 def crash_mid_stream(cluster, client, nemesis, topology, wipe=None):
-    """Crash the first VIP's owner while the writer sends to its VIPs; boot it; the verdict and
-    the queue ids seen waiting in the victim's queue before the crash, the pause and crash times."""
+    """Crash the first VIP's owner while the writer sends to its VIPs (``wipe(node)`` runs while it
+    is down), boot it; the victim, the queue ids seen waiting in its queue before the crash, the
+    verdict, and the (pause, crash) times."""
     victim = topology.vips[0].owner
     vips = [str(v.address) for v in topology.vips_owned_by(victim)]
-    converge(cluster, failed=set())
-    with FlowWriter(client, hosts=vips, rate=RATE) as writer:
-        writer.wait_for(lambda ops: len(accepted_on(ops, victim)), STEP, PHASE_S,
-                        f"{STEP} messages accepted by {victim}")
-        held, t_pause = fill_queue(cluster, writer, victim)
-        crash = nemesis.crash(victim)
-        t_crash = writer.so_far()[-1].end
+    crashed = []
+
+    def crash() -> None:
+        crashed.append(nemesis.crash(victim))
         converge(cluster, failed={victim})
-        writer.wait_for(lambda ops: len(accepted_on(ops, since=t_crash, other_than=victim)), STEP,
-                        PHASE_S, f"{STEP} messages accepted by {victim}'s backups after its crash")
+
+    def boot() -> None:
         if wipe is not None:
             wipe(victim)
-        nemesis.heal(crash)
-        t_boot = writer.so_far()[-1].end
+        nemesis.heal(crashed[0])
         converge(cluster, failed=set(), deadline=deadline_s(topology) + 10)
-        writer.wait_for(lambda ops: len(accepted_on(ops, victim, since=t_boot)), STEP, PHASE_S,
-                        f"{STEP} messages accepted by {victim} again after its boot")
-        verdict = verdict_of(cluster, client, writer)
+
+    converge(cluster, failed=set())
+    with FlowWriter(client, hosts=vips, rate=RATE) as writer:
+        held, t_pause, t_crash = through_fault(cluster, writer, victim, crash, boot)
+        verdict = check_flow(cluster, client, writer.stop(), writer.prefix)
     return victim, held, verdict, (t_pause, t_crash)
 
 
 def test_crash_of_the_vip_owner_mid_stream_loses_no_mail(cluster, client, nemesis, topology):
     victim, held, verdict, _ = crash_mid_stream(cluster, client, nemesis, topology)
     print(verdict.explain())
-    assert verdict.valid, verdict.explain()
-    assert not verdict.held, verdict.explain()
+    assert verdict.valid and not verdict.held, verdict.explain()
     delivered_from_spool = {a.queue_id for a in verdict.delivered_once if a.node == victim} & held
     assert delivered_from_spool == held, (
         f"{victim} held {sorted(held)} in its queue at the crash; delivered after boot: "
@@ -127,20 +138,13 @@ def test_a_spool_wiped_during_the_crash_is_named_as_lost_mail(cluster, client, n
 def test_local_postfix_stopped_mid_stream_loses_no_mail(cluster, client, nemesis, topology):
     victim = topology.vips[-1].owner
     vips = [str(v.address) for v in topology.vips_owned_by(victim)]
+    stopped = []
     converge(cluster, failed=set())
     with FlowWriter(client, hosts=vips, rate=RATE) as writer:
-        writer.wait_for(lambda ops: len(accepted_on(ops, victim)), STEP, PHASE_S,
-                        f"{STEP} messages accepted by {victim}")
-        held, _ = fill_queue(cluster, writer, victim)
-        stop = nemesis.stop(victim, "postfix")
-        t_stop = writer.so_far()[-1].end
-        writer.wait_for(lambda ops: len(accepted_on(ops, since=t_stop, other_than=victim)), STEP, PHASE_S,
-                        f"{STEP} messages accepted by backups while Postfix is stopped on {victim}")
-        nemesis.heal(stop)
-        t_start = writer.so_far()[-1].end
-        writer.wait_for(lambda ops: len(accepted_on(ops, victim, since=t_start)), STEP, PHASE_S,
-                        f"{STEP} messages accepted by {victim} again once Postfix started")
-        verdict = verdict_of(cluster, client, writer)
+        held, _, _ = through_fault(cluster, writer, victim,
+                                   lambda: stopped.append(nemesis.stop(victim, "postfix")),
+                                   lambda: nemesis.heal(stopped[0]))
+        verdict = check_flow(cluster, client, writer.stop(), writer.prefix)
     print(verdict.explain())
     assert verdict.valid and not verdict.held, verdict.explain()
     assert held <= {a.queue_id for a in verdict.delivered_once if a.node == victim}, verdict.explain()
@@ -164,7 +168,7 @@ def test_isolation_of_a_node_mid_stream_loses_no_mail(cluster, client, nemesis, 
         converge(cluster, failed=set())
         writer.wait_for(lambda ops: len(accepted_on(ops, victim, since=t_heal)), 5, PHASE_S,
                         f"messages accepted by {victim} again after the heal")
-        verdict = verdict_of(cluster, client, writer)
+        verdict = check_flow(cluster, client, writer.stop(), writer.prefix)
     print(verdict.explain())
     assert verdict.valid and not verdict.held, verdict.explain()
     assert len({a.host for a in writer.attempts or []}) == len(topology.vips), "DNS gave not every VIP"

@@ -15,6 +15,7 @@ import importlib
 import shlex
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mailring import faults
@@ -105,6 +106,8 @@ class Cluster(abc.ABC):
     def __init__(self, topology: Topology, lab: str = DEFAULT_LAB) -> None:
         self.topology = topology
         self.lab = lab
+        # where up() copies the nodes' logs when it fails, before it removes what it made
+        self.failure_logs: Path | None = None
 
     # lifecycle ------------------------------------------------------------
     @abc.abstractmethod

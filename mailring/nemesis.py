@@ -82,8 +82,8 @@ class Nemesis:
             raise RuntimeError(f"nemesis already disrupting {busy[0].target} ({busy[0].describe()}); "
                                f"refusing to {fault.describe()}")
         self.history.append(Event(time.time(), "invoke", fault.describe()))
+        self.active.append(fault)  # before invoke: a fault that fails half-way is healed too
         fault.invoke(self.cluster)
-        self.active.append(fault)
         return fault
 
     def heal(self, fault: Fault) -> None:

@@ -51,6 +51,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        # one run folder per session: xdist workers, started after this, inherit the stamp
+        from mailring.report import stamp_run
+
+        stamp_run()
 
 
 def pytest_collect_file(file_path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -66,6 +71,11 @@ def pytest_collect_file(file_path, parent: pytest.Collector) -> pytest.Collector
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     driver = config.getoption("mailring_driver")
+    needs_lab = any("cluster" in getattr(item, "fixturenames", ()) for item in items)
+    if driver == "lab" and os.geteuid() != 0 and needs_lab:
+        # not a skip: a suite that skips every test ends green and proves nothing
+        pytest.exit("mailring: the lab driver needs root (network, mount and PID namespaces); "
+                    "run the cluster suite as root, or only tests/unit", returncode=2)
     for item in items:
         for name, wanted in (("lab_only", "lab"), ("vagrant_only", "vagrant")):
             mark = item.get_closest_marker(name)
@@ -120,10 +130,11 @@ def topology(pytestconfig: pytest.Config) -> Topology:
 @pytest.fixture(scope="session")
 def cluster(pytestconfig: pytest.Config, topology: Topology) -> Iterator[Cluster]:
     """The running cluster: up once for the session, always down at the end (unless --keep-cluster)."""
+    from mailring.report import run_dir
+
     driver = pytestconfig.getoption("mailring_driver")
-    if driver == "lab" and os.geteuid() != 0:
-        pytest.skip("the lab driver needs root (network, mount and PID namespaces); run as root")
     c = open_cluster(topology, driver=driver, lab=lab_name(pytestconfig))
+    c.failure_logs = run_dir(pytestconfig) / "logs" / c.lab  # a failed up() leaves its logs here
     try:
         c.up()
     except InputError as exc:
@@ -149,9 +160,10 @@ def cluster_factory(pytestconfig: pytest.Config) -> Iterator:
     driver = pytestconfig.getoption("mailring_driver")
 
     def make(path: str | os.PathLike, suffix: str) -> Cluster:
-        if driver == "lab" and os.geteuid() != 0:
-            pytest.skip("the lab driver needs root (network, mount and PID namespaces); run as root")
+        from mailring.report import run_dir
+
         c = open_cluster(load(path), driver=driver, lab=f"{lab_name(pytestconfig)}-{suffix}")
+        c.failure_logs = run_dir(pytestconfig) / "logs" / c.lab
         made.append(c)
         c.up()
         return c
@@ -182,10 +194,16 @@ def nemesis(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator:
         yield nem
     finally:
         errors = nem.heal_all()
-        converge(cluster, failed=set())
-        servers_settled(cluster, check_deadline_s(cluster.topology) * 2)
+        try:
+            converge(cluster, failed=set())
+            servers_settled(cluster, check_deadline_s(cluster.topology) * 2)
+        except Exception as exc:  # every later test would run on a broken cluster: stop here
+            errors.append(str(exc))
         if errors:
-            raise RuntimeError("nemesis could not heal: " + "; ".join(errors))
+            reason = (f"mailring: after {request.node.nodeid} the nemesis could not bring the cluster "
+                      "back to the model: " + "; ".join(errors))
+            request.session.shouldstop = reason
+            raise RuntimeError(reason)
 
 
 @pytest.fixture(scope="session")

@@ -22,13 +22,19 @@ RUNS = Path(__file__).resolve().parents[1] / "runs"
 LOGGED = ("postfix", "dovecot", "haproxy", "carp", "carp-backup", "webmail", "dns")
 
 
+def stamp_run() -> str:
+    """This session's run stamp: the one inherited (an xdist worker gets its controller's), else now."""
+    stamp = os.environ.get("MAILRING_RUN_STAMP") or time.strftime("%Y%m%d-%H%M%S")
+    os.environ["MAILRING_RUN_STAMP"] = stamp
+    return stamp
+
+
 def run_dir(config: pytest.Config) -> Path:
     """This session's run folder, created on first use, with runs/latest pointing at it."""
     cached = getattr(config, "_mailring_run_dir", None)
     if cached is not None:
         return cached
-    stamp = os.environ.get("MAILRING_RUN_STAMP") or time.strftime("%Y%m%d-%H%M%S")
-    os.environ["MAILRING_RUN_STAMP"] = stamp  # xdist workers inherit the controller's
+    stamp = stamp_run()
     folder = RUNS / stamp
     folder.mkdir(parents=True, exist_ok=True)
     latest = RUNS / "latest"
@@ -51,12 +57,17 @@ def write_json(path: Path, data: Any) -> None:
 
 def collect_logs(config: pytest.Config, cluster: Cluster) -> None:
     """Copy every node's daemon logs into the run folder before the cluster goes away."""
-    folder = run_dir(config) / "logs" / cluster.lab
+    save_logs(cluster, run_dir(config) / "logs" / cluster.lab)
+
+
+def save_logs(cluster: Cluster, folder: Path) -> None:
+    """Every node's daemon logs under ``folder/<node>/<service>.log``; a node that cannot be
+    read keeps what the others have."""
     for node in cluster.topology.nodes:
         for service in LOGGED:
             try:
                 text = cluster.log_text(node, service)
-            except Exception:  # a crashed VM: keep what the others have
+            except Exception:  # noqa: BLE001 - a crashed VM: keep what the others have
                 continue
             if text:
                 (folder / node).mkdir(parents=True, exist_ok=True)

@@ -79,3 +79,13 @@ def test_outage_log_saves_merges_and_prints(tmp_path, monkeypatch) -> None:
     assert rows[0].ratio == pytest.approx(3900 / 3078)
     text = table(rows)
     assert "3900" in text and "never recovered" in text and "1.27" in text
+
+
+def test_a_fault_that_fails_half_way_is_still_healed() -> None:
+    c = Recorder()
+    nem = Nemesis(c)  # type: ignore[arg-type]
+    c.fail_on = "crash"  # e.g. the node died, but its link could not be taken down
+    with pytest.raises(RuntimeError, match="crash failed"):
+        nem.crash("mail01")
+    c.fail_on = None
+    assert nem.heal_all() == [] and c.calls[-1] == ("boot", "mail01") and not nem.active

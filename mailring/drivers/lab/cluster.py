@@ -81,8 +81,22 @@ class LabCluster(Cluster):
             self._create()
             wait_ready(self, deadline_s=30.0 + 2 * len(self.topology.nodes))
         except BaseException:
+            self._save_failure_logs()
             self.down()
             raise
+
+    def _save_failure_logs(self) -> None:
+        """Every node's logs (daemons' and its init's) into ``failure_logs``, before down()."""
+        if self.failure_logs is None:
+            return
+        from mailring.report import save_logs
+
+        save_logs(self, self.failure_logs)
+        for node in self.topology.nodes:
+            init_log = self.names.disk(node) / "init.log"
+            if init_log.exists():
+                (self.failure_logs / node).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(init_log, self.failure_logs / node / "init.log")
 
     def _create(self) -> None:
         names = self.names

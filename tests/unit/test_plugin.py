@@ -1,0 +1,61 @@
+"""The pytest plugin fails loudly: no green run of skipped cluster tests, no tests on a broken cluster."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest_plugins = ("pytester",)
+
+
+@pytest.fixture
+def clean_stamp(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MAILRING_RUN_STAMP", raising=False)  # the plugin stamps the run
+
+
+def test_the_cluster_suite_as_non_root_exits_with_an_error(pytester, monkeypatch, clean_stamp) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    pytester.makepyfile(test_lab="def test_a(cluster):\n    pass\n")
+    res = pytester.runpytest_inprocess("-p", "mailring.pytest_plugin", "--driver", "lab")
+    assert res.ret == 2
+    res.stdout.fnmatch_lines(["*mailring: the lab driver needs root*"])
+    res.stdout.no_fnmatch_line("*skipped*")
+
+
+def test_unit_tests_as_non_root_still_run(pytester, monkeypatch, clean_stamp) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    pytester.makepyfile(test_pure="def test_a():\n    pass\n")
+    res = pytester.runpytest_inprocess("-p", "mailring.pytest_plugin", "--driver", "lab")
+    res.assert_outcomes(passed=1)
+
+
+def test_a_cluster_the_nemesis_cannot_restore_stops_the_session(pytester, monkeypatch, clean_stamp) -> None:
+    import mailring.checks.convergence as convergence
+
+    def broken(*_a, **_kw):
+        raise AssertionError("VIP 192.168.56.101: expected owner mail01, held by mail05")
+
+    monkeypatch.setattr(convergence, "converge", broken)
+    pytester.makepyfile(test_flow='''
+import pytest
+from mailring.topology import load
+
+@pytest.fixture(scope="session")
+def cluster():
+    class Fake:
+        topology = load()
+    return Fake()
+
+@pytest.mark.destructive
+def test_one(nemesis):
+    pass
+
+@pytest.mark.destructive
+def test_two(nemesis):
+    pass
+''')
+    res = pytester.runpytest_inprocess("-p", "mailring.pytest_plugin", "-p", "no:randomly")
+    res.assert_outcomes(passed=1, errors=1)  # test_two never ran
+    res.stdout.fnmatch_lines(["*after test_flow.py::test_one the nemesis could not bring the cluster back "
+                              "to the model: VIP 192.168.56.101: expected owner mail01, held by mail05*"])

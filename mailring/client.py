@@ -124,6 +124,19 @@ class Timeline:
         return self.ops if self.ops is not None else \
             parse_timeline(self.node, self.running.peek(), partial=True)
 
+    def now(self) -> float:
+        """The probe's clock: when its latest reported attempt completed.
+
+        Fault times compared with the timeline's ops come from here, never from
+        this host's clock: a VM's clock is its own (and a restored snapshot's runs
+        behind). Every attempt reported so far was invoked before it; at 20 Hz it
+        trails the real moment by about a sampling period, which can only
+        lengthen a measured outage."""
+        ops = self.so_far()
+        if not ops:
+            raise RuntimeError(f"the timeline probe on {self.node} has made no attempt yet")
+        return max(o.end for o in ops)
+
     def __enter__(self) -> Timeline:
         return self
 

@@ -3,22 +3,38 @@
 #   scripts/test.sh unit   the project's own tests: no root, no cluster
 #   scripts/test.sh lab    the cluster suite on the lab driver (needs root)
 #   scripts/test.sh all    unit, lint, then the lab suite (what CI runs)
+#   scripts/test.sh vagrant-smoke
+#                          a subset of the suite on Debian VMs (libvirt, QEMU), with
+#                          libvirtd, the VMs and the tests in a namespace made for the
+#                          run (root; see docs/vagrant.md). Env MAILRING_LAB names it.
 # Extra arguments go to pytest. Each pytest run writes JUnit XML to runs/junit-<unit|lab>.xml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
 shift || true
-py=.venv/bin
+py="${MAILRING_PY:-.venv/bin}"  # tox sets its own env's bin
 mkdir -p runs
 junit() { echo "--junitxml=runs/junit-$1.xml"; }
 case "$what" in
   unit) exec "$py/pytest" tests/unit "$(junit unit)" "$@" ;;
   lab)  exec "$py/pytest" tests/cluster --driver lab "$(junit lab)" "$@" ;;
   lint) exec "$py/ruff" check mailring tests conftest.py ;;
+  vagrant-smoke)
+    t0=$(date +%s)
+    # the box is built in this namespace (it fetches Debian packages), then everything
+    # else runs confined; the confinement removes all it made, also on failure and Ctrl-C
+    box=$(provision/boxes/debian.sh)
+    rc=0
+    "$py/python" -m mailring.drivers.vagrant.confine --lab "${MAILRING_LAB:-smoke}" \
+      --network "$("$py/python" -c 'import sys; from mailring.topology import load; print(load(sys.argv[1]).network)' fixtures/topology-vm.yaml)" \
+      -- scripts/vagrant-smoke.sh "$box" "$@" || rc=$?
+    echo "vagrant-smoke: exit $rc after $(( $(date +%s) - t0 )) s"
+    exit "$rc"
+    ;;
   all)
     "$py/ruff" check mailring tests conftest.py
     "$py/pytest" tests/unit "$(junit unit)" "$@"
     exec "$py/pytest" tests/cluster --driver lab "$(junit lab)" "$@"
     ;;
-  *) echo "usage: scripts/test.sh unit|lab|lint|all [pytest args]" >&2; exit 2 ;;
+  *) echo "usage: scripts/test.sh unit|lab|lint|all|vagrant-smoke [pytest args]" >&2; exit 2 ;;
 esac

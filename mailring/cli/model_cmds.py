@@ -42,7 +42,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     roots = render(topo, args.flavour, out)
     for node, root in roots.items():
         print(f"{node}: {root}")
-    if args.flavour == "freebsd":  # the machine list the Vagrantfile reads
+    from mailring.drivers.vagrant.guests import guest_for
+
+    if args.flavour == guest_for(topo.vagrant.os).flavour:  # the machine list the Vagrantfile reads
         from mailring.drivers.vagrant.machines import machines_path, write_machine_list
 
         print("machine list:", write_machine_list(topo, roots, machines_path(args.lab), args.lab))

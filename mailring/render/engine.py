@@ -21,7 +21,7 @@ from mailring.errors import InputError
 from mailring.render.context import haproxy_backend
 
 PROVISION = Path(__file__).resolve().parents[2] / "provision"
-FLAVOURS = ("debian", "freebsd")
+FLAVOURS = ("debian", "debian-vm", "freebsd")
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,27 @@ class Manifest:
     dovecot: dict[str, str]
 
 
+def _raw_manifest(flavour: str) -> dict[str, Any]:
+    """A flavour's manifest data; ``extends: <flavour>`` starts from that one's paths, files
+    and private list, then overrides paths (and dovecot templates) and appends files
+    (debian-vm extends debian)."""
+    raw = yaml.safe_load((PROVISION / flavour / "manifest.yaml").read_text())
+    base_name = raw.get("extends")
+    if base_name is None:
+        return raw
+    base = _raw_manifest(base_name)
+    return {
+        "paths": {**base["paths"], **raw.get("paths", {})},
+        "files": [*base["files"], *raw.get("files", [])],
+        "private": [*base.get("private", []), *raw.get("private", [])],
+        "dovecot": {**base.get("dovecot", {}), **raw.get("dovecot", {})},
+    }
+
+
 def load_manifest(flavour: str) -> Manifest:
     if flavour not in FLAVOURS:
         raise InputError(f"unknown flavour {flavour!r}; use one of: {', '.join(FLAVOURS)}")
-    raw = yaml.safe_load((PROVISION / flavour / "manifest.yaml").read_text())
+    raw = _raw_manifest(flavour)
     files = tuple(
         FileSpec(f["template"], f["dest"], tuple(f.get("roles", ["mail", "client"])),
                  int(str(f.get("mode", "0644")), 8))

@@ -263,7 +263,8 @@ def _build(path: Path, f: TopologyFile) -> Topology:
             },
         ),
         users=tuple(User(u.address, u.password) for u in f.users),
-        vagrant=VagrantSettings(f.vagrant.memory, f.vagrant.cpus, dict(f.vagrant.boxes)),
+        vagrant=VagrantSettings(f.vagrant.memory, f.vagrant.cpus, dict(f.vagrant.boxes),
+                                f.vagrant.os),
         dovecot_version=f.dovecot_version,
     )
 

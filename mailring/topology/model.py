@@ -90,6 +90,7 @@ class VagrantSettings:
     memory: int
     cpus: int
     boxes: dict[str, str] = field(hash=False)
+    os: str = "freebsd"  # freebsd | debian: the guests' OS (mailring.drivers.vagrant.guests)
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,8 @@ class UserSpec(Strict):
 
 
 class VagrantSpec(Strict):
+    # the guests' operating system: picks the rendered flavour and the driver's guest adapter
+    os: Literal["freebsd", "debian"] = "freebsd"
     memory: Annotated[int, Field(ge=256, le=65536)] = 512
     cpus: Annotated[int, Field(ge=1, le=64)] = 1
     boxes: dict[Literal["virtualbox", "libvirt"], str] = Field(

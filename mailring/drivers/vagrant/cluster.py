@@ -1,10 +1,15 @@
-"""VagrantCluster: the Cluster interface over FreeBSD VMs made by the top-level Vagrantfile.
+"""VagrantCluster: the Cluster interface over VMs made by the top-level Vagrantfile.
 
+The topology's ``vagrant.os`` picks a guest adapter (``guests``): everything
+OS-specific (flavour, service control, which VIPs a node holds, readiness,
+isolation, log paths) goes through it, so this module has no OS branches.
 Lifecycle (up, boot, snapshots, destroy) goes through python-vagrant, imported
-inside the methods so this module imports without it. Commands run over one
-reused paramiko connection per node (``ssh.Ssh``), as root via sudo. A crash is
-the provider's hard power-off; isolation downs the cluster NIC while SSH stays
-on the management NIC. Faults and the provisioned snapshot's bundle digest are
+inside the methods so this module imports without it. Power states come from
+the provider (``power``: ``virsh domstate``), never from a ``vagrant status``
+per poll; nodes are asked in parallel. Commands run over one reused paramiko
+connection per node (``ssh.Ssh``), as root via sudo. A crash is the provider's
+hard power-off; isolation downs the cluster NIC while SSH stays on the
+management NIC. Faults and the provisioned snapshot's bundle digest are
 recorded in ``build/<lab>/vagrant-state.json`` so separate CLI calls see them.
 """
 
@@ -13,6 +18,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +32,15 @@ from mailring.cluster import (
     Status,
     TransportError,
 )
-from mailring.drivers.vagrant import ops, ready
-from mailring.drivers.vagrant.machines import bundles_dir, lab_root, machines_path, render_lab
-from mailring.drivers.vagrant.parse import (
-    MachineStatus,
-    VagrantOutputError,
-    carp_masters,
-    interface_of,
-    parse_ifconfig,
-    parse_machine_status,
-    parse_ssh_config,
+from mailring.drivers.vagrant import ops, power, ready
+from mailring.drivers.vagrant.guests import Holdings
+from mailring.drivers.vagrant.machines import (
+    bundles_dir,
+    check_topology,
+    lab_root,
+    machines_path,
+    network_names,
+    render_lab,
 )
 from mailring.drivers.vagrant.ssh import Ssh
 from mailring.drivers.vagrant.state import LabState
@@ -44,21 +50,25 @@ from mailring.render.engine import load_manifest
 ROOT = Path(__file__).resolve().parents[3]  # the folder with the Vagrantfile
 PROBE = ROOT / "mailring" / "probe.py"
 READY_S = 600.0
+STATUS_TIMEOUT_S = 20.0
 
 
 class VagrantCluster(Cluster):
     NAME = "vagrant"
-    FLAVOUR = "freebsd"
 
     def __init__(self, topology, lab: str = "mailring") -> None:
         super().__init__(topology, lab)
-        self.paths = load_manifest("freebsd").paths
+        self.guest = check_topology(topology)
+        self.FLAVOUR = self.guest.os  # ucarp (debian) or kernel CARP (freebsd): mailring.faults rules
+        self.paths = load_manifest(self.guest.flavour).paths
         self.haproxy_socket = self.paths["haproxy_socket"]
         self.root = Path(os.environ.get("MAILRING_VAGRANT_ROOT", ROOT))
         self.json_path = machines_path(lab)
         self.state = LabState(lab_root(lab) / "vagrant-state.json")
         self.snapshot = f"mailring-{lab}"
+        self.libvirt_uri = os.environ.get("LIBVIRT_DEFAULT_URI", "qemu:///system")
         self._ssh = Ssh(self._ssh_conf)
+        self._ssh_confs: dict[str, dict[str, str]] = {}
         self._ifaces: dict[str, str] = {}
 
     # -- vagrant --------------------------------------------------------------
@@ -95,30 +105,29 @@ class VagrantCluster(Cluster):
             raise TransportError(f"`vagrant {what}` failed with exit {exc.returncode}; "
                                  "its output is above") from exc
 
-    def _machines(self) -> dict[str, MachineStatus]:
-        if not self.json_path.exists():
-            render_lab(self.topology, self.lab)
-        try:
-            res = subprocess.run(["vagrant", "status", "--machine-readable"], cwd=self.root,
-                                 env=self._env(), capture_output=True, text=True, timeout=120)
-        except FileNotFoundError as exc:
-            raise InputError("vagrant is not installed (see docs/vagrant.md)") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise TransportError("vagrant status did not answer in 120 s") from exc
-        try:
-            machines = parse_machine_status(res.stdout)
-        except VagrantOutputError as exc:
-            raise InputError(f"vagrant status: {exc}") from exc
-        if res.returncode != 0 and not machines:
-            tail = " | ".join(res.stderr.strip().splitlines()[-3:])
-            raise TransportError(f"vagrant status failed (exit {res.returncode}): {tail}")
-        return machines
+    def _power(self, node: str) -> str:
+        return power.power_state(self.dotfile, node, self.libvirt_uri)
 
     def _ssh_conf(self, node: str) -> dict[str, str]:
-        hosts = parse_ssh_config(self._vagrant().ssh_config(vm_name=node))
-        if node not in hosts:
-            raise TransportError(f"vagrant ssh-config printed no Host {node}")
-        return hosts[node]
+        """``vagrant ssh-config`` for a node (seconds of Ruby), kept until the node reboots."""
+        if node not in self._ssh_confs:
+            from mailring.drivers.vagrant.parse import parse_ssh_config
+
+            text = self._call(f"ssh-config {node}", self._vagrant().ssh_config, vm_name=node)
+            hosts = parse_ssh_config(text)
+            if node not in hosts:
+                raise TransportError(f"vagrant ssh-config printed no Host {node}")
+            self._ssh_confs[node] = hosts[node]
+        return self._ssh_confs[node]
+
+    def _forget(self, node: str | None = None) -> None:
+        """Drop what was learnt about a node's connection (all nodes when None)."""
+        self._ssh.forget(node)
+        for cache in (self._ssh_confs, self._ifaces):
+            if node is None:
+                cache.clear()
+            else:
+                cache.pop(node, None)
 
     def faults(self) -> dict[str, str]:
         return self.state.faults()
@@ -126,21 +135,35 @@ class VagrantCluster(Cluster):
     def record_fault(self, node: str, fault: str | None) -> None:
         self.state.set_fault(node, fault)
 
+    def _check_networks(self) -> None:
+        """Refuse when another lab's VM networks are up in this libvirt: the labs' cluster and
+        management networks would share subnets (two xdist workers, two lab names)."""
+        res = subprocess.run(["virsh", "-q", "-c", self.libvirt_uri, "net-list", "--name"],
+                             capture_output=True, text=True, timeout=30)
+        if res.returncode != 0:
+            return  # not libvirt (VirtualBox), or libvirtd not up yet: vagrant reports that
+        mine = set(network_names(self.lab).values())
+        others = [n for n in res.stdout.split() if n.startswith("mr-") and n not in mine]
+        if others:
+            raise InputError(f"VM networks of another lab are up ({', '.join(others)}); VM labs share "
+                             f"the topology's {self.topology.network} and the management network, so "
+                             "run one VM lab at a time (no xdist workers with --driver vagrant)")
+
     # -- lifecycle ------------------------------------------------------------
     def up(self) -> None:
         """Create, provision and start every VM (the client first), then save a snapshot."""
         render_lab(self.topology, self.lab)
+        self._check_networks()
         v = self._vagrant()
-        before = self._machines()
+        before = {n: self._power(n) for n in self.topology.nodes}
         client = self.topology.client.name
-        if before.get(client, MachineStatus(client, "not_created", None)).state != "running":
+        if before[client] != "running":
             self._call(f"up {client}", v.up, vm_name=client)  # it exports the mail store
         self._call("up", v.up)  # Vagrant provisions the machines it creates now
         for name, st in before.items():
-            if st.state != "not_created":  # existing VMs: apply the current bundles (idempotent)
+            if st != "not_created":  # existing VMs: apply the current bundles (idempotent)
                 self._call(f"provision {name}", v.provision, vm_name=name)
-        self._ssh.forget()
-        self._ifaces.clear()
+        self._forget()
         self.state.update(faults={})
         self._install_probe()
         self.wait_ready()
@@ -154,32 +177,36 @@ class VagrantCluster(Cluster):
         if not res.ok:
             raise TransportError(f"could not install the probe on the client: {res}")
 
+    def _snapshots(self, v: Any) -> list[str]:
+        return self._call("snapshot list", v.snapshot_list)
+
     def _save_snapshot(self, v: Any) -> None:
-        digest = ops.bundle_digest(bundles_dir(self.lab))
-        have = any(self.snapshot in line for line in v.snapshot_list())
+        digest = ops.bundle_digest(bundles_dir(self.lab, self.guest))
+        have = any(self.snapshot in line for line in self._snapshots(v))
         if have and self.state.load().get("snapshot_digest") == digest:
             return
         if have:
             self._call("snapshot delete", v.snapshot_delete, self.snapshot)
+        t0 = time.monotonic()
         self._call("snapshot save", v.snapshot_save, self.snapshot)
+        print(f"vagrant: snapshot {self.snapshot} saved in {time.monotonic() - t0:.1f} s", flush=True)
         self.state.update(snapshot_digest=digest)
 
     def reset(self) -> None:
         """Restore every VM to the snapshot taken after provisioning (before destructive tests)."""
         v = self._vagrant()
-        if not any(self.snapshot in line for line in v.snapshot_list()):
+        if not any(self.snapshot in line for line in self._snapshots(v)):
             raise InputError(f"no snapshot {self.snapshot}; run: mailring up --driver vagrant "
                              f"--lab {self.lab}")
-        self._ssh.forget()
+        self._forget()
         self._call("snapshot restore", v.snapshot_restore, self.snapshot)
-        self._ssh.forget()
-        self._ifaces.clear()
+        self._forget()
         self.state.update(faults={})
         self.wait_ready()
 
     def down(self) -> None:
         """Destroy every VM of this lab (safe to call twice) and forget its faults."""
-        self._ssh.forget()
+        self._forget()
         v = self._vagrant()
         self._call("destroy", v.destroy)
         self.state.clear()
@@ -188,32 +215,40 @@ class VagrantCluster(Cluster):
         """Block until the nodes' daemons run and every VIP is where the model says."""
         faults = self.faults()
         nodes = nodes or [n for n in self.topology.nodes if n not in faults]
-        ready.wait_ready(self, nodes, self.carp_failed(), deadline_s)
+        ready.wait_ready(self, self.guest, nodes, self.carp_failed(), deadline_s)
 
     # -- status ---------------------------------------------------------------
-    def status(self) -> Status:
-        machines = self._machines()
-        faults = self.faults()
+    def _holdings(self, node: str) -> Holdings | None:
         vhids = {v.vhid: str(v.address) for v in self.topology.vips}
+        try:
+            res = self.run(node, self.guest.holdings_argv(), timeout=STATUS_TIMEOUT_S)
+        except TransportError:
+            return None
+        return self.guest.holdings(res.stdout, str(self.topology.nodes[node].address), vhids)
+
+    def _node_status(self, node: str, faults: dict[str, str]) -> tuple[str, Holdings | None]:
+        if self._power(node) != "running":
+            return ("crashed" if faults.get(node) == "crashed" else "down"), None
+        held = self._holdings(node)
+        if held is None:
+            return "down", None
+        if (held.iface is not None and not held.up) or faults.get(node) == "isolated":
+            return "isolated", held
+        return "up", held
+
+    def status(self) -> Status:
+        """Power states from the provider and holders from every node, asked in parallel."""
+        faults = self.faults()
+        names = list(self.topology.nodes)
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            states = dict(zip(names, pool.map(lambda n: self._node_status(n, faults), names),
+                              strict=True))
         nodes: dict[str, NodeStatus] = {}
         holders: dict[str, list[str]] = {str(v.address): [] for v in self.topology.vips}
-        for node in self.topology.nodes.values():
-            running = machines.get(node.name) and machines[node.name].state == "running"
-            state = "up" if running else "down"
-            if not running and faults.get(node.name) == "crashed":
-                state = "crashed"
-            if running:
-                try:
-                    text = self.run(node.name, ["ifconfig"], timeout=20).stdout
-                except TransportError:
-                    text, state = "", "down"
-                iface = interface_of(parse_ifconfig(text), str(node.address))
-                if (iface is not None and not iface.up) or faults.get(node.name) == "isolated":
-                    state = "isolated"
-                if iface is not None:
-                    for vip in carp_masters(iface, vhids):
-                        holders[vip].append(node.name)
-            nodes[node.name] = NodeStatus(node.name, state, str(node.address))
+        for name, (state, held) in states.items():
+            nodes[name] = NodeStatus(name, state, str(self.topology.nodes[name].address))
+            for vip in held.vips if held else ():
+                holders[vip].append(name)
         return Status(nodes=nodes, holders=holders, faults=faults)
 
     # -- commands -------------------------------------------------------------
@@ -239,43 +274,38 @@ class VagrantCluster(Cluster):
     # -- faults ---------------------------------------------------------------
     def _cluster_if(self, node: str) -> str:
         if node not in self._ifaces:
-            ifaces = parse_ifconfig(self.run(node, ["ifconfig"], timeout=20).stdout)
-            iface = interface_of(ifaces, str(self.topology.nodes[node].address))
-            if iface is None:
+            held = self._holdings(node)
+            if held is None or held.iface is None:
                 address = self.topology.nodes[node].address
                 raise TransportError(f"{node}: no interface holds {address}")
-            self._ifaces[node] = iface.name
+            self._ifaces[node] = held.iface
         return self._ifaces[node]
 
     def crash(self, node: str) -> None:
         self.check_node(node)
-        st = self._machines().get(node)
-        if st is None or st.state != "running":
-            raise InputError(f"{node} is not running ({st.state if st else 'unknown'}); "
-                             "nothing to crash")
-        id_file = ops.machine_id_file(self.dotfile, node, st.provider or "")
-        try:
-            machine_id = id_file.read_text().strip()
-        except FileNotFoundError as exc:
-            raise TransportError(f"{node}: no machine id at {id_file}") from exc
-        argv = ops.crash_argv(st.provider or "", machine_id,
-                              os.environ.get("LIBVIRT_DEFAULT_URI", "qemu:///system"))
+        found = power.machine(self.dotfile, node)
+        state = self._power(node)
+        if found is None or state != "running":
+            raise InputError(f"{node} is not running ({state}); nothing to crash")
+        provider, machine_id = found
+        argv = ops.crash_argv(provider, machine_id, self.libvirt_uri)
         res = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         if res.returncode != 0:
             failed = Result(argv, res.returncode, res.stdout, res.stderr)
             raise TransportError(f"{node}: power-off failed: {failed}")
-        self._ssh.forget(node)
+        self._forget(node)
         self.record_fault(node, "crashed")
 
     def boot(self, node: str) -> None:
+        """Power a crashed node on again over the same disk, then wait until its services
+        answer and the VIPs are back where the model says (the guest holds CARP until its
+        services answer: FreeBSD net.inet.carp.allow, Debian the ucarp units' gate)."""
         self.check_node(node)
-        st = self._machines().get(node)
-        if st is not None and st.state == "running":
+        if self._power(node) == "running":
             raise InputError(f"{node} is running; crash it before booting it")
         v = self._vagrant()
         self._call(f"up {node}", v.up, vm_name=node, provision=False)
-        self._ssh.forget(node)
-        self._ifaces.pop(node, None)
+        self._forget(node)
         self.record_fault(node, None)
         self.wait_ready(nodes=[node])
 
@@ -283,11 +313,7 @@ class VagrantCluster(Cluster):
         self.check_node(node)
         self.check_daemon(name)
         ops.check_role(node, self.topology.nodes[node].role, name)
-        for argv in ops.service_argvs(name, start):
-            if argv[0] == "service":  # skip scripts already in the wanted state
-                running = self.run(node, ops.status_argv(argv[1])).ok
-                if running == start:
-                    continue
+        for argv in self.guest.service_argvs(name, start):
             res = self.run(node, argv)
             if not res.ok:
                 raise RuntimeError(f"{node}: {res}")
@@ -300,7 +326,7 @@ class VagrantCluster(Cluster):
 
     def isolate(self, node: str) -> None:
         self.check_node(node)
-        res = self.run(node, ["ifconfig", self._cluster_if(node), "down"])
+        res = self.run(node, self.guest.link_argv(self._cluster_if(node), up=False))
         if not res.ok:
             raise RuntimeError(f"{node}: {res}")
         self.record_fault(node, "isolated")
@@ -309,14 +335,14 @@ class VagrantCluster(Cluster):
         self.check_node(node)
         if self.faults().get(node) != "isolated":
             raise InputError(f"{node} is not isolated; nothing to heal")
-        res = self.run(node, ["ifconfig", self._cluster_if(node), "up"])
+        res = self.run(node, self.guest.link_argv(self._cluster_if(node), up=True))
         if not res.ok:
             raise RuntimeError(f"{node}: {res}")
         self.record_fault(node, None)
 
     def log_text(self, node: str, service: str) -> str:
         self.check_node(node)
-        files = ops.log_paths(service, self.paths["log"])
+        files = self.guest.log_paths(service, self.paths["log"])
         res = self.run(node, ["sh", "-c", 'for f; do [ -r "$f" ] && cat "$f"; done; true', "sh",
                               *files])
-        return ops.carp_lines(res.stdout) if service == "carp" else res.stdout
+        return self.guest.log_filter(service, res.stdout)

@@ -1,10 +1,12 @@
 """The Vagrantfile's machine list, ``build/<lab>/vagrant.json``, made from the topology.
 
 The Vagrantfile holds Vagrant syntax only: every machine name, address,
-netmask, box, size and bundle folder comes from this list, which
-``write_machine_list`` writes after the FreeBSD bundles are rendered. The
-client node comes first, so it exports the shared mail store before the mail
-nodes mount it.
+netmask, box, size, bundle folder, libvirt network name and the command that
+applies a bundle comes from this list, which ``write_machine_list`` writes
+after the guest OS's bundles are rendered (``vagrant.os`` picks the guest
+adapter and with it the flavour). The client node comes first, so it exports
+the shared mail store before the mail nodes mount it. Each lab has its own
+libvirt networks (``mr-<lab>``, ``mr-<lab>-mgmt``), so two labs never share one.
 """
 
 from __future__ import annotations
@@ -14,23 +16,30 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mailring.drivers.vagrant.guests import Guest, guest_for
 from mailring.errors import InputError
 from mailring.render import render
 from mailring.render.engine import load_manifest
 from mailring.topology import Topology
 
 BUILD = Path(__file__).resolve().parents[3] / "build"
-SCHEMA = 1
-FLAVOUR = "freebsd"
+SCHEMA = 2
+# vagrant-libvirt's management network (DHCP, SSH); its mode comes from MAILRING_LIBVIRT_MGMT
+MGMT_CIDR = "192.168.121.0/24"
 
 
 def lab_root(lab: str, build: Path = BUILD) -> Path:
     return build / lab
 
 
-def bundles_dir(lab: str, build: Path = BUILD) -> Path:
-    """Where the FreeBSD bundles go (``mailring render --flavour freebsd``'s default)."""
-    return lab_root(lab, build) / FLAVOUR
+def bundles_dir(lab: str, guest: Guest, build: Path = BUILD) -> Path:
+    """Where the guest's bundles go (``mailring render --flavour <flavour>``'s default)."""
+    return lab_root(lab, build) / guest.flavour
+
+
+def network_names(lab: str) -> dict[str, str]:
+    """The lab's own libvirt networks: the cluster network and the management network."""
+    return {"name": f"mr-{lab}", "mgmt_name": f"mr-{lab}-mgmt"}
 
 
 def machines_path(lab: str, build: Path = BUILD) -> Path:
@@ -38,38 +47,30 @@ def machines_path(lab: str, build: Path = BUILD) -> Path:
     return lab_root(lab, build) / "vagrant.json"
 
 
-def check_freebsd(topo: Topology) -> None:
-    """Refuse topologies the FreeBSD flavour cannot run.
-
-    HAProxy binds every VIP on every mail node. FreeBSD has no
-    ``ip_nonlocal_bind``: the bind works because each node carries every VIP
-    as a CARP alias (in BACKUP state too), so each mail node must take part in
-    every vhid.
-    """
-    for node in topo.mail_nodes:
-        missing = [str(v.address) for v in topo.vips if v.skew_of(node.name) is None]
-        if missing:
-            raise InputError(
-                f"{topo.path}: vips: {node.name} takes part in no vhid of {', '.join(missing)}; "
-                "on FreeBSD every mail node must back up every VIP (HAProxy binds them all), "
-                "so list it under backups")
+def check_topology(topo: Topology) -> Guest:
+    """The topology's guest adapter, once the topology is one it can run."""
+    guest = guest_for(topo.vagrant.os)
+    guest.check_topology(topo)
     if not topo.vagrant.boxes:
         raise InputError(f"{topo.path}: vagrant.boxes: name a box for virtualbox and/or libvirt")
+    return guest
 
 
 def machine_list(topo: Topology, roots: dict[str, Path], lab: str) -> dict[str, Any]:
-    """The list as data: network, upload folder, and one entry per node (client first)."""
-    paths = load_manifest(FLAVOUR).paths
+    """The list as data: networks, guest, upload folder, one entry per node (client first)."""
+    guest = guest_for(topo.vagrant.os)
+    paths = load_manifest(guest.flavour).paths
     order = sorted(topo.nodes.values(), key=lambda n: (n.role != "client", n.name))
     netmask = str(topo.network.netmask)
     return {
         "schema": SCHEMA,
         "lab": lab,
         "topology": str(topo.path),
-        "network": {"cidr": str(topo.network), "netmask": netmask,
-                    "name": f"mailring-{topo.name}"},
+        "network": {"cidr": str(topo.network), "netmask": netmask, "mgmt_cidr": MGMT_CIDR,
+                    **network_names(lab)},
+        "guest": {"os": guest.os, "auto_config": guest.auto_config, "insert_key": guest.insert_key,
+                  "apply": guest.apply_command(paths["bundle"])},
         "bundle_dest": paths["bundle"],
-        "apply": "apply.sh",
         "machines": [
             {
                 "name": n.name,
@@ -90,7 +91,7 @@ def machine_list(topo: Topology, roots: dict[str, Path], lab: str) -> dict[str, 
 def write_machine_list(topo: Topology, roots: dict[str, Path], dest: Path | str,
                        lab: str) -> Path:
     """Write the machine list to ``dest`` (atomically) and return its path."""
-    check_freebsd(topo)
+    check_topology(topo)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".tmp")
@@ -100,7 +101,7 @@ def write_machine_list(topo: Topology, roots: dict[str, Path], dest: Path | str,
 
 
 def render_lab(topo: Topology, lab: str, build: Path = BUILD) -> Path:
-    """Render the FreeBSD bundles into build/<lab>/freebsd and write build/<lab>/vagrant.json."""
-    check_freebsd(topo)
-    roots = render(topo, FLAVOUR, bundles_dir(lab, build))
+    """Render the guest's bundles into build/<lab>/<flavour> and write build/<lab>/vagrant.json."""
+    guest = check_topology(topo)
+    roots = render(topo, guest.flavour, bundles_dir(lab, guest, build))
     return write_machine_list(topo, roots, machines_path(lab, build), lab)

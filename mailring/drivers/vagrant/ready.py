@@ -1,48 +1,66 @@
 """Wait until a Vagrant lab is ready: each node's daemons run, every VIP is where the model says.
 
-Polled against a deadline (VMs boot in tens of seconds, first provisioning in
-minutes); on timeout the error says what was last seen.
+Polled with tenacity against a deadline (VMs boot in tens of seconds, first
+provisioning in minutes); on timeout the error says what was last seen. It
+works on the ``Cluster`` interface and a guest adapter only, so the driver
+module imports this one and not the other way round.
 """
 
 from __future__ import annotations
 
-import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from mailring.cluster import TransportError
-from mailring.drivers.vagrant import ops
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from mailring.checks.convergence import describe, differences
+from mailring.cluster import Cluster, TransportError
 
 if TYPE_CHECKING:
-    from mailring.drivers.vagrant.cluster import VagrantCluster
+    from mailring.drivers.vagrant.guests import Guest
 
-POLL_S = 2.0
-
-
-def not_ready(cluster: VagrantCluster, nodes: list[str], failed: set[str]) -> str:
-    """What is not ready yet, as one line; "" when everything is."""
-    for node in nodes:
-        for script in ops.READY_SCRIPTS[cluster.topology.nodes[node].role]:
-            if not cluster.run(node, ops.status_argv(script), timeout=30).ok:
-                return f"{node}: {script} is not running"
-    st = cluster.status()
-    expected = cluster.topology.expected_owners(failed)
-    wrong = [f"{vip} held by {st.holders.get(vip) or 'nobody'} (expected {owner})"
-             for vip, owner in expected.items()
-             if st.holders.get(vip, []) != ([owner] if owner else [])]
-    return "VIPs not converged: " + ", ".join(wrong) if wrong else ""
+POLL_S = 1.0
 
 
-def wait_ready(cluster: VagrantCluster, nodes: list[str], failed: set[str],
+class NotReady(Exception):
+    pass
+
+
+def node_problem(cluster: Cluster, guest: Guest, node: str) -> str:
+    """What is not running on one node, or "" (a node that cannot be reached says so)."""
+    role = cluster.topology.nodes[node].role
+    try:
+        res = cluster.run(node, guest.ready_argv(role), timeout=30)
+    except TransportError as exc:
+        return str(exc)
+    problem = guest.not_ready(role, res.stdout, res.rc)
+    return f"{node}: {problem}" if problem else ""
+
+
+def not_ready(cluster: Cluster, guest: Guest, nodes: list[str], failed: set[str]) -> str:
+    """What is not ready yet, as one line; "" when everything is. Nodes are asked in parallel."""
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        problems = [p for p in pool.map(lambda n: node_problem(cluster, guest, n), nodes) if p]
+    if problems:
+        return "; ".join(problems)
+    diff = differences(cluster.topology, cluster.status(), failed)
+    return "VIPs not converged: " + describe(diff) if diff else ""
+
+
+def wait_ready(cluster: Cluster, guest: Guest, nodes: list[str], failed: set[str],
                deadline_s: float) -> None:
-    end = time.monotonic() + deadline_s
-    last = "nothing checked yet"
-    while time.monotonic() < end:
-        try:
-            last = not_ready(cluster, nodes, failed)
-        except TransportError as exc:
-            last = str(exc)
-        if not last:
-            return
-        time.sleep(POLL_S)
-    raise TimeoutError(f"vagrant lab {cluster.lab} not ready after {deadline_s:.0f} s; "
-                       f"last seen: {last}")
+    last = ["nothing checked yet"]
+
+    def check() -> None:
+        last[0] = not_ready(cluster, guest, nodes, failed)
+        if last[0]:
+            raise NotReady(last[0])
+
+    try:
+        for attempt in Retrying(stop=stop_after_delay(deadline_s), wait=wait_fixed(POLL_S),
+                                retry=retry_if_exception_type(NotReady)):
+            with attempt:
+                check()
+    except RetryError:
+        raise TimeoutError(f"vagrant lab {cluster.lab} not ready after {deadline_s:.0f} s; "
+                           f"last seen: {last[0]}") from None

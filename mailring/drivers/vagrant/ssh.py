@@ -16,7 +16,8 @@ from typing import Any
 
 from mailring.cluster import Result, Running, TransportError
 
-CONNECT_TIMEOUT_S = 5.0
+# a TCG guest under load answers a connect in seconds, not milliseconds
+CONNECT_TIMEOUT_S = 15.0
 # Login shells on boxes differ (sh, bash; apply.sh turns csh into sh): quote
 # for sh and give sudo a PATH that has the base system's and pkg's tools.
 PATH = "/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"
@@ -44,29 +45,46 @@ def connect_kwargs(conf: dict[str, str]) -> dict[str, Any]:
 
 
 class Ssh:
-    """SSH connections to every node, made on first use from ``ssh_config(node)``."""
+    """SSH connections to every node, made on first use from ``ssh_config(node)``.
+
+    A node being connected to (a booting TCG guest takes seconds) holds only its
+    own lock: commands on other nodes go on meanwhile.
+    """
 
     def __init__(self, ssh_config: Callable[[str], dict[str, str]]) -> None:
         self._ssh_config = ssh_config
         self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the two dicts only, never held while connecting
+        self._node_locks: dict[str, threading.Lock] = {}
+
+    def _node_lock(self, node: str) -> threading.Lock:
+        with self._lock:
+            return self._node_locks.setdefault(node, threading.Lock())
 
     def forget(self, node: str | None = None) -> None:
         """Close and drop a node's connection (all when node is None), e.g. after a crash."""
         with self._lock:
             names = [node] if node else list(self._clients)
-            for name in names:
-                client = self._clients.pop(name, None)
-                if client is not None:
-                    client.close()
+            clients = [self._clients.pop(name, None) for name in names]
+        for client in clients:
+            if client is not None:
+                client.close()
+
+    def _cached(self, node: str) -> Any:
+        with self._lock:
+            client = self._clients.get(node)
+        transport = client.get_transport() if client else None
+        return client if transport is not None and transport.is_active() else None
 
     def _client(self, node: str) -> Any:
         import paramiko
 
-        with self._lock:
-            client = self._clients.get(node)
-            transport = client.get_transport() if client else None
-            if transport is not None and transport.is_active():
+        client = self._cached(node)
+        if client is not None:
+            return client
+        with self._node_lock(node):
+            client = self._cached(node)  # another thread may have connected meanwhile
+            if client is not None:
                 return client
             try:
                 conf = self._ssh_config(node)
@@ -82,7 +100,8 @@ class Ssh:
                 raise TransportError(f"{node}: cannot connect over SSH to "
                                      f"{conf.get('HostName')}:{conf.get('Port')}: {exc}") from exc
             client.get_transport().set_keepalive(5)
-            self._clients[node] = client
+            with self._lock:
+                self._clients[node] = client
             return client
 
     def _channel(self, node: str, argv: list[str]) -> Any:

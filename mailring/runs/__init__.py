@@ -1,7 +1,8 @@
 """The run folder: one home for what a run leaves behind, read the next morning.
 
-Every pytest session and every scenario run writes one folder, as Jepsen's
-store does::
+Every scenario run writes one folder, as Jepsen's store does (pytest
+sessions still write theirs through ``mailring.report``; they are to move
+here)::
 
     runs/<YYYYmmdd-HHMMSS>-<name>/
         meta.json         name, description, driver, lab, start/end (epoch s)
@@ -12,7 +13,6 @@ store does::
         verdict.json      valid (true|false|"unknown") and one entry per expectation,
                           with its figures
         junit.xml         the same verdict for CI
-        outages.json      outage rows measured by pytest tests (pytest sessions)
         logs/<lab>/<node>/<daemon>.log   node logs collected at the end
         report.html       one self-contained page (``mailring report RUN_DIR`` remakes it)
     runs/latest -> the newest folder

@@ -28,7 +28,7 @@ from mailring.nemesis import Fault, Nemesis
 from mailring.runs.records import collect_logs, record_fault, record_history, record_ownership
 from mailring.runs.report import write_report
 from mailring.runs.store import slug
-from mailring.runs.verdict import write_verdict
+from mailring.runs.verdict import Result, write_verdict
 from mailring.scenario.judge import StepRun, judge
 from mailring.scenario.progress import Progress
 
@@ -194,8 +194,7 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
     progress.status("waiting until the cluster matches the model before the first step")
     converge(cluster, failed=set())
     n = len(scenario.steps)
-    budget = (max((s.at or 0) for s in scenario.steps)
-              + n * (deadline_s(topo, {m.name for m in topo.mail_nodes[:3]}) + margin_s(topo) + 10) + 60)
+    budget = max((s.at or 0) for s in scenario.steps) + n * 60 + 120  # the probes' own time limit
     client = Client(cluster)
     nemesis = Nemesis(cluster)
     sampler = OwnershipSampler(cluster, folder)
@@ -203,6 +202,7 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
     active: dict[str, tuple[Fault, str]] = {}  # target -> (fault, step text)
     runs: list[StepRun] = []
     ops: list[Op] = []
+    stopped: BaseException | None = None
     try:
         timelines = _start_probes(client, scenario, min(budget, 3600))
         sampler.start()
@@ -228,6 +228,8 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
                     until = t_start + step.at
                 _wait_owners(sampler, t_prev, scenario.expected_owners(prev.index), until, progress,
                              f"step {prev.index}/{n} ({prev.text})")
+                if step.after:  # converged: the owners are in place and clients reach them again
+                    _wait_recovered(timelines, time.time() + margin_s(topo) + 10, progress)
             if step.at is not None:
                 while (left := t_start + step.at - time.time()) > 0:
                     progress.status(f"{label}: at {step.at:g}s, in {left:.1f}s")
@@ -250,10 +252,16 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
         for tl in timelines:
             ops.extend(tl.stop())
         folder.update_meta(end=t_end)
+    except BaseException as exc:
+        stopped = exc
+        raise
     finally:
         for tl in timelines:
             try:
-                tl.stop()
+                kept = tl.ops is not None
+                got = tl.stop()
+                if not kept:
+                    ops.extend(got)
             except Exception:  # noqa: BLE001 - the run already failed; keep cleaning up
                 pass
         t_heal = time.time()
@@ -269,6 +277,14 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
             sampler.stop()
             record_history(folder, ops)
             collect_logs(folder, cluster)
+            if stopped is not None:  # what was recorded stays readable: an unknown verdict, a report
+                why = f"the run stopped before its end: {type(stopped).__name__}: {stopped}"
+                try:
+                    write_verdict(folder, [Result("run", "unknown", why)], scenario.name,
+                                  scenario=scenario.path)
+                    write_report(folder)
+                except Exception as exc:  # noqa: BLE001 - keep the original error
+                    progress.note(f"could not write the verdict or report: {exc}")
     results = judge(scenario, runs, ops, sampler.samples)
     verdict = write_verdict(folder, results, scenario.name, scenario=scenario.path)
     write_report(folder)

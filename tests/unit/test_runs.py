@@ -108,3 +108,22 @@ def test_report_is_one_page_with_timelines_outages_and_ownership(tmp_path):
     assert "3100 ms" in page  # last ok at 2.9 s, first ok again at 6.0 s
     assert "crash mail01" in page and "mail02" in page and "PASS" in page
     assert write_report(f).read_text() == page
+
+
+def test_mailring_report_redraws_the_page_and_refuses_a_folder_that_is_not_a_run(tmp_path):
+    import subprocess
+    import sys
+
+    f = RunFolder.create("again", root=tmp_path)
+    record_history(f, [Op(T0, T0 + 0.01, "imap@192.168.56.102", "ok")])
+    write_verdict(f, [Result("samples", True)], "again")
+    cmd = [sys.executable, "-m", "mailring.cli.main", "report"]
+    res = subprocess.run(cmd + [str(tmp_path / "latest")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert (f.path / "report.html").read_text().count("<svg") == 1
+    assert res.stdout.strip().endswith("report.html (verdict: True)")
+    res = subprocess.run(cmd + [str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert res.stderr.strip() == (f"mailring: {tmp_path}: not a run folder (no meta.json); "
+                                  "name a folder under runs/, e.g. runs/latest")
+

@@ -67,10 +67,16 @@ def test_a_probe_that_saw_nothing_fails(tmp_path):
     assert res.valid is False and "smtp@192.168.56.103 0" in res.message
 
 
-def test_two_holders_of_one_vip_fail_and_no_samples_is_unknown():
-    split = [{"t": T0, "holders": {"192.168.56.101": ["mail01"]}},
-             {"t": T0 + 1, "holders": {"192.168.56.101": ["mail01", "mail05"]}}]
-    [res] = one_holder_results(split)
-    assert res.valid is False and res.vip == "192.168.56.101" and "mail01, mail05" in res.message
-    assert one_holder_results(split[:1])[0].valid is True
-    assert one_holder_results([])[0].valid == "unknown"
+def test_two_holders_longer_than_a_hand_over_fail_and_no_samples_is_unknown():
+    def samples(split_s: float) -> list[dict]:
+        out = [{"t": T0, "holders": {"192.168.56.101": ["mail05"]}}]
+        out += [{"t": T0 + 1 + k * 0.2, "holders": {"192.168.56.101": ["mail01", "mail05"]}}
+                for k in range(int(split_s / 0.2))]
+        return out + [{"t": T0 + 1 + split_s, "holders": {"192.168.56.101": ["mail01"]}}]
+
+    [res] = one_holder_results(samples(0.6), allowed_s=2.0)  # ucarp's failback hand-over
+    assert res.valid is True and res.figures["longest_ms"] == 600
+    [res] = one_holder_results(samples(3.0), allowed_s=2.0)
+    assert res.valid is False and res.vip == "192.168.56.101"
+    assert res.message.startswith("VIP 192.168.56.101 held by mail01, mail05 at once for 3000 ms")
+    assert one_holder_results([], 2.0)[0].valid == "unknown"

@@ -109,8 +109,8 @@ def test_a_broken_file_gets_one_line_naming_file_step_and_field(tmp_path, case, 
     assert "\n" not in errors[0]
 
 
-@pytest.mark.parametrize("case,text,line", [BROKEN[0], BROKEN[2], BROKEN[10], BROKEN[11]],
-                         ids=["verb", "time", "yaml", "empty"])
+@pytest.mark.parametrize("case,text,line", [BROKEN[i] for i in (0, 1, 2, 3, 10, 11)],
+                         ids=["verb", "node", "time", "missing", "yaml", "empty"])
 def test_mailring_scenario_exits_2_with_one_line_and_starts_nothing(tmp_path, case, text, line):
     good = write(tmp_path, GOOD, "good.yaml")
     bad = write(tmp_path, text)

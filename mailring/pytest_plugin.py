@@ -219,13 +219,14 @@ def outages(pytestconfig: pytest.Config) -> Iterator:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     from mailring.outages import merge
-    from mailring.report import run_dir
+    from mailring.report import made_run_dir, run_dir
 
     log = getattr(session.config, "_mailring_outages", None)
     if log is not None and log.rows:
         log.save(run_dir(session.config))
-    if os.environ.get("PYTEST_XDIST_WORKER") is None and os.environ.get("MAILRING_RUN_STAMP"):
-        session.config._mailring_merged = merge(run_dir(session.config))  # type: ignore[attr-defined]
+    folder = made_run_dir()  # by this process or by its xdist workers; a unit-test run makes none
+    if os.environ.get("PYTEST_XDIST_WORKER") is None and folder is not None:
+        session.config._mailring_merged = merge(folder)  # type: ignore[attr-defined]
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:

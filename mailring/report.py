@@ -29,6 +29,13 @@ def stamp_run() -> str:
     return stamp
 
 
+def made_run_dir() -> Path | None:
+    """This session's run folder if anything made it yet (never creates it)."""
+    stamp = os.environ.get("MAILRING_RUN_STAMP")
+    folder = RUNS / stamp if stamp else None
+    return folder if folder is not None and folder.is_dir() else None
+
+
 def run_dir(config: pytest.Config) -> Path:
     """This session's run folder, created on first use, with runs/latest pointing at it."""
     cached = getattr(config, "_mailring_run_dir", None)

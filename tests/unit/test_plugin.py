@@ -59,3 +59,14 @@ def test_two(nemesis):
     res.assert_outcomes(passed=1, errors=1)  # test_two never ran
     res.stdout.fnmatch_lines(["*after test_flow.py::test_one the nemesis could not bring the cluster back "
                               "to the model: VIP 192.168.56.101: expected owner mail01, held by mail05*"])
+
+
+def test_a_session_without_a_cluster_makes_no_run_folder(pytester, monkeypatch, clean_stamp) -> None:
+    from mailring import report
+
+    monkeypatch.setattr(report, "RUNS", pytester.path / "runs")
+    pytester.makepyfile(test_pure="def test_a():\n    pass\n")
+    res = pytester.runpytest_inprocess("-p", "mailring.pytest_plugin")
+    res.assert_outcomes(passed=1)
+    assert not (pytester.path / "runs").exists()
+    assert report.made_run_dir() is None

@@ -294,6 +294,8 @@ class Confinement:
         if self.netns_exists():
             attempt("ip netns del", lambda: sh("ip", "netns", "del", self.names.netns))
         shutil.rmtree(self.names.pool_dir, ignore_errors=True)
+        # the run's Vagrant home (its box copy): the next run adds the box it builds or reuses
+        shutil.rmtree(self.names.vagrant_home, ignore_errors=True)
         if not problems:
             self.names.state.unlink(missing_ok=True)
         say(f"removed lab {self.names.lab}'s VMs, networks, pool, daemons and namespace "

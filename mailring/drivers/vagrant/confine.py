@@ -399,18 +399,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         conf.up()
         watch.start()
+        # its own process group, so an interrupt reaches Vagrant and everything it started
         child = subprocess.Popen(["ip", "netns", "exec", names.netns, *args.command],
-                                 env={**os.environ, **conf.env()})
+                                 env={**os.environ, **conf.env()}, start_new_session=True)
         try:
             rc = child.wait()
         except KeyboardInterrupt:
             interrupted = True
             say("interrupted: waiting for the command to stop")
-            child.send_signal(signal.SIGINT)
+            try:
+                os.killpg(child.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
             try:
                 child.wait(120)
             except subprocess.TimeoutExpired:
-                child.kill()
+                os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
             rc = 130
     except KeyboardInterrupt:

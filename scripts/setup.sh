@@ -13,6 +13,9 @@ APT_PACKAGES=(
   swaks dnsutils curl iputils-arping
   shellcheck vagrant vagrant-libvirt
   mmdebstrap
+  # the VM smoke (scripts/test.sh vagrant-smoke): libvirt + QEMU, and the box builder's tools
+  libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils
+  dnsmasq-base extlinux e2fsprogs fdisk
 )
 
 if [ "$(id -u)" -ne 0 ]; then

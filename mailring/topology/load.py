@@ -248,7 +248,8 @@ def _build(path: Path, f: TopologyFile) -> Topology:
             n: Service(n, s.port, s.protocol, s.daemon, s.proxy_port, s.tls, s.backend)
             for n, s in f.services.items()
         },
-        haproxy=HaproxyTuning(f.haproxy.check_interval_ms, f.haproxy.fall, f.haproxy.rise),
+        haproxy=HaproxyTuning(f.haproxy.check_interval_ms, f.haproxy.fall, f.haproxy.rise,
+                              f.haproxy.check_timeout_ms),
         dns=Dns(
             zone=f.dns.zone,
             ttl=f.dns.ttl,

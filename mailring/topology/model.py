@@ -83,6 +83,7 @@ class HaproxyTuning:
     check_interval_ms: int
     fall: int
     rise: int
+    check_timeout_ms: int = 2000
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,8 @@ class CarpSpec(Strict):
 
 class HaproxySpec(Strict):
     check_interval_ms: Annotated[int, Field(ge=100, le=60000)] = 1000
+    # how long one check may wait for the daemon's answer (HAProxy's timeout check)
+    check_timeout_ms: Annotated[int, Field(ge=100, le=60000)] = 2000
     fall: Annotated[int, Field(ge=1, le=10)] = 2
     rise: Annotated[int, Field(ge=1, le=10)] = 2
 

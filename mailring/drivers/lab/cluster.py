@@ -263,6 +263,14 @@ class LabCluster(Cluster):
         for group in self._groups(node, name):
             self._services(node, "start", group)
 
+    def freeze(self, node: str, daemon: str | None = None) -> None:
+        for group in self._groups(node, daemon) if daemon else list(self.service_states(node)):
+            self._services(node, "pause", group)
+
+    def thaw(self, node: str, daemon: str | None = None) -> None:
+        for group in self._groups(node, daemon) if daemon else list(self.service_states(node)):
+            self._services(node, "resume", group)
+
     def isolate(self, node: str) -> None:
         """Cut the node's link. As on FreeBSD, where a link going down puts its CARP vhids in
         INIT, the node lets go of every VIP while cut off (ucarp would exit on a down interface,

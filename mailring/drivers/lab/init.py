@@ -8,7 +8,8 @@ would, mounts the shared mail store, sets the hostname, then starts
 every service of ``/etc/mailring/services.yaml`` (but those named by ``--hold``, which wait
 for a start request) in its own process group,
 output to ``/var/log/<service>.log``. A JSON-lines control socket lets the
-driver stop, start and list services. Killing this process is a power cut:
+driver stop, start, pause (SIGSTOP), resume (SIGCONT) and list services.
+Killing this process is a power cut:
 the kernel kills every process of the PID namespace at once.
 """
 
@@ -67,6 +68,7 @@ class Supervisor:
         self.services = services
         self.procs: dict[str, list[subprocess.Popen]] = {}
         self.stopped: set[str] = set()
+        self.paused: set[str] = set()
         self.lock = threading.Lock()
 
     def start(self, name: str) -> None:
@@ -95,6 +97,9 @@ class Supervisor:
                 groups |= _groups_of_tree(p.pid)
         for g in groups:
             _signal_group(g, signal.SIGTERM)
+            _signal_group(g, signal.SIGCONT)  # a paused daemon acts on SIGTERM only once continued
+        with self.lock:
+            self.paused.discard(name)
         deadline = time.monotonic() + STOP_GRACE_S
         while time.monotonic() < deadline and any(_group_alive(g) for g in groups):
             for p in procs:
@@ -105,6 +110,18 @@ class Supervisor:
         for p in procs:
             p.wait()
 
+    def pause(self, name: str, paused: bool) -> None:
+        """SIGSTOP (or SIGCONT) every process group of the service's process trees: the
+        processes and their open sockets stay, nothing they own answers (a hung server)."""
+        with self.lock:
+            procs = [p for p in self.procs.get(name, []) if p.poll() is None]
+            groups = set()
+            for p in procs:
+                groups |= _groups_of_tree(p.pid)
+            for g in groups:
+                _signal_group(g, signal.SIGSTOP if paused else signal.SIGCONT)
+            (self.paused.add if paused else self.paused.discard)(name)
+
     def status(self) -> dict[str, dict]:
         with self.lock:
             out = {}
@@ -114,6 +131,7 @@ class Supervisor:
                     "running": bool(procs) and all(p.poll() is None for p in procs),
                     "exited": [p.returncode for p in procs if p.poll() is not None],
                     "stopped": name in self.stopped,
+                    "paused": name in self.paused,
                 }
             return out
 
@@ -182,6 +200,8 @@ def serve(sup: Supervisor, srv: socket.socket) -> None:
                         sup.stop(name)
                     elif op == "start":
                         sup.start(name)
+                    elif op in ("pause", "resume"):
+                        sup.pause(name, op == "pause")
                     answer = {"ok": True, "services": sup.status()}
                 except Exception as exc:  # answer, never die: this is PID 1
                     answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}

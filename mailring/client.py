@@ -17,11 +17,18 @@ from ipaddress import IPv4Address
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mailring import protocols
+
 if TYPE_CHECKING:
     from mailring.cluster import Cluster, Running
 
 Host = str | IPv4Address
 T = TypeVar("T")
+
+
+def probe_request(req: dict[str, Any]) -> str:
+    """The request as probe.py reads it: JSON, with the protocol table it checks greetings by."""
+    return json.dumps({**req, "protocols": protocols.probe_table()})
 
 
 class ProbeError(RuntimeError):
@@ -192,7 +199,7 @@ class Client:
         if timeout is None:  # the probe bounds itself; leave room for the transport
             per_try = float(req.get("timeout") or 5)
             timeout = self.timeout + per_try * max(1, int(req.get("count") or 1))
-        argv = self.cluster.probe_argv() + [json.dumps(req)]
+        argv = self.cluster.probe_argv() + [probe_request(req)]
         res = self.cluster.run(self.node, argv, timeout=timeout)
         if res.rc != 0:
             raise ProbeError(self.node, kind, res.rc, res.stderr or res.stdout,
@@ -252,7 +259,8 @@ class Client:
         """Open an IMAP session and keep it until ``finish()``."""
         req = {"kind": "hold", "host": str(host), "port": port, "user": user, "password": password,
                "max_seconds": max_seconds, "timeout": 5}
-        return Held(self.cluster.start(self.node, self.cluster.probe_argv() + [json.dumps(req)]), self.node)
+        argv = self.cluster.probe_argv() + [probe_request(req)]
+        return Held(self.cluster.start(self.node, argv), self.node)
 
     def timeline(self, targets: list[dict[str, Any]], hz: float = 20, max_seconds: float = 60,
                  timeout: float = 0.5) -> Timeline:
@@ -262,5 +270,5 @@ class Client:
             t.setdefault("name", f"{t['protocol']}@{t['host']}:{t['port']}")
         req = {"kind": "timeline", "targets": targets, "hz": hz, "max_seconds": max_seconds,
                "timeout": timeout}
-        running = self.cluster.start(self.node, self.cluster.probe_argv() + [json.dumps(req)])
+        running = self.cluster.start(self.node, self.cluster.probe_argv() + [probe_request(req)])
         return Timeline(running, self.node, targets, timeout)

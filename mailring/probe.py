@@ -5,8 +5,10 @@ for ``timeline``, ``hold`` and ``writer``, JSON lines). Exit 0 whenever the requ
 when the probed service failed (``{"ok": false, "error": ...}``); exit 2 only
 for a malformed request. It is copied to FreeBSD VMs and run in lab namespaces,
 so it imports only the stdlib (and dnspython, lazily, for ``dns`` and a writer
-by name) and never
-anything from ``mailring``. Every network call has a timeout.
+by name) and never anything from ``mailring``. Every network call has a
+timeout. What each protocol's greeting looks like comes with the request
+(``"protocols"``: ``{name: {"greeting": regex, "quit": text}}``, from
+``mailring.protocols``), so this file holds no protocol table of its own.
 """
 
 from __future__ import annotations
@@ -30,9 +32,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-BANNER_OK = {"smtp": re.compile(r"220(?:[ -]|$)"), "pop3": re.compile(r"\+OK"),
-             "imap": re.compile(r"\* OK"), "http": re.compile(r"HTTP/1\.[01] 200\b")}
-QUIT = {"smtp": b"QUIT\r\n", "pop3": b"QUIT\r\n", "imap": b"z LOGOUT\r\n"}
 MAX_TARGETS, MAX_HZ, MAX_SECONDS, MAX_COUNT = 64, 200.0, 3600.0, 1000
 MAX_SWEEP = 1024
 
@@ -322,12 +321,23 @@ def read_line(sock: socket.socket, deadline: float) -> bytes:
     return line
 
 
-def banner_once(t: dict) -> dict:
+def greetings(req: dict) -> dict[str, tuple[re.Pattern, bytes]]:
+    """The request's protocol table: name -> (greeting regex, what to send to leave)."""
+    table = need(req, "protocols", dict)
+    try:
+        return {name: (re.compile(need(p, "greeting", str)), need(p, "quit", str, "").encode())
+                for name, p in table.items()}
+    except (re.error, AttributeError, TypeError) as e:
+        raise BadRequest(f"protocols: {e}") from None
+
+
+def banner_once(t: dict, table: dict[str, tuple[re.Pattern, bytes]]) -> dict:
     """Connect, read the first line, classify it; a network failure is a result, never raised."""
     host, port, timeout = endpoint(t)
     protocol = need(t, "protocol", str)
-    if protocol not in BANNER_OK:
-        raise BadRequest(f"protocol must be one of {sorted(BANNER_OK)}, not {protocol!r}")
+    if protocol not in table:
+        raise BadRequest(f"protocol must be one of {sorted(table)}, not {protocol!r}")
+    greeting, goodbye = table[protocol]
     out: dict[str, Any] = {"ok": False}
     deadline = time.monotonic() + timeout
     sock: Any = None
@@ -341,12 +351,12 @@ def banner_once(t: dict) -> dict:
             sock.sendall(f"GET / HTTP/1.0\r\nHost: {name}\r\n\r\n".encode())
         line = read_line(sock, deadline)
         out["banner"] = first = text(line.split(b"\n", 1)[0]).rstrip("\r")
-        if BANNER_OK[protocol].match(first):
+        if greeting.match(first):
             out["ok"] = True
         else:
             out["error"] = f"unexpected {protocol} banner: {first!r}" if line else "no banner"
-        if line and protocol in QUIT:
-            sock.sendall(QUIT[protocol])  # polite close; the reply is not awaited
+        if line and goodbye:
+            sock.sendall(goodbye)  # polite close; the reply is not awaited
     except Exception as e:  # noqa: BLE001
         if not out["ok"]:
             out["error"] = out.get("error") or err(e)
@@ -357,7 +367,7 @@ def banner_once(t: dict) -> dict:
 
 
 def probe_banner(req: dict, out: dict) -> None:
-    out.update(banner_once(req))
+    out.update(banner_once(req, greetings(req)))
 
 
 def probe_sweep(req: dict, out: dict) -> None:
@@ -371,7 +381,8 @@ def probe_sweep(req: dict, out: dict) -> None:
         need(t, "name", str)
         endpoint(t)
     with ThreadPoolExecutor(max_workers=min(32, len(targets))) as pool:
-        results = list(pool.map(banner_once, targets))
+        table = greetings(req)
+        results = list(pool.map(lambda t: banner_once(t, table), targets))
     out["results"] = {t["name"]: r for t, r in zip(targets, results, strict=True)}
     out["ok"] = all(r["ok"] for r in results)
 
@@ -461,11 +472,12 @@ def timeline(req: dict) -> int:
     timeout = float(need(req, "timeout", (int, float), 0.5))
     if hz <= 0:
         raise BadRequest("hz must be > 0")
+    table = greetings(req)
     specs = [dict(t, timeout=t.get("timeout", timeout)) for t in targets]
     for spec in specs:  # validate everything before the first line is written
         need(spec, "name", str)
         endpoint(spec)
-        if spec.get("protocol") not in BANNER_OK:
+        if spec.get("protocol") not in table:
             raise BadRequest(f"target {spec['name']}: bad protocol {spec.get('protocol')!r}")
         spec["hz"] = min(float(need(spec, "hz", (int, float), hz)), MAX_HZ)  # a target may sample slower
         if spec["hz"] <= 0:
@@ -481,7 +493,7 @@ def timeline(req: dict) -> int:
         k = 0
         while not stop.is_set():
             t0 = time.time()
-            res = banner_once(spec)
+            res = banner_once(spec, table)
             line = {"t": t0, "end": time.time(), "target": spec["name"],
                     "type": "ok" if res["ok"] else "fail", "local_port": res.get("local_port")}
             if res["ok"]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mailring.protocols import named_greetings
+
 if TYPE_CHECKING:
     from mailring.client import Client
     from mailring.topology import Topology
 
-NAMED = ("smtp", "pop3", "imap")  # protocols whose greeting names the serving node
+NAMED = named_greetings()  # protocols whose greeting names the serving node
 
 
 def targets(topo: Topology) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
 
+from mailring import protocols
 from mailring.topology import Node, Service, Topology, Vip
 
 MAIL_UID = 5000  # owner of the shared mail store (Postfix virtual + Dovecot userdb)
@@ -93,6 +94,7 @@ def node_context(topo: Topology, node: Node, paths: dict[str, str], flavour: str
     runs: list[tuple[Vip, int, int]] = [(v, v.skew_of(node.name) or 0, rank(v))
                                         for v in topo.vips_run_by(node.name)]
     daemons = {s.daemon for s in topo.services.values() if s.daemon}
+    in_use = {s.protocol for s in topo.services.values()}
     return {
         "topo": topo,
         "flavour": flavour,
@@ -113,6 +115,9 @@ def node_context(topo: Topology, node: Node, paths: dict[str, str], flavour: str
         "cluster_addresses": [n.address for n in mail],
         "haproxy": topo.haproxy,
         "haproxy_check_agent": HAPROXY_CHECK_AGENT,
+        "haproxy_checks": protocols.haproxy_checks(f"{node.name}.{topo.domain}", HAPROXY_CHECK_AGENT),
+        "dovecot_protocols": protocols.dovecot_protocols(in_use),
+        "packages": protocols.packages(flavour, in_use, topo.dovecot_version),
         "haproxy_log_format": HAPROXY_LOG_FORMAT,
         "zone": topo.dns.zone,
     }

@@ -7,20 +7,37 @@ what each field may hold.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from mailring import protocols
 
 NodeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]{0,11}$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Skew = Annotated[int, Field(ge=0, le=240)]
 DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
 
-SERVICE_NAMES = ("smtp", "submission", "pop3", "imap", "http", "pop3s", "imaps", "https")
-ServiceName = Literal["smtp", "submission", "pop3", "imap", "http", "pop3s", "imaps", "https"]
-Protocol = Literal["smtp", "pop3", "imap", "http"]
-Daemon = Literal["postfix", "dovecot", "webmail"]
+
+
+def _registered(names: Callable[[], Iterable[str]]) -> AfterValidator:
+    """A name the protocol registry (mailring.protocols) knows, read when a file is checked."""
+
+    def check(value: str) -> str:
+        allowed = tuple(names())
+        if value not in allowed:
+            raise ValueError(f"Input should be one of {', '.join(allowed)}")
+        return value
+
+    return AfterValidator(check)
+
+
+# Service names, protocols and daemons come from the protocol registry.
+ServiceName = Annotated[str, _registered(protocols.service_names)]
+Protocol = Annotated[str, _registered(lambda: protocols.PROTOCOLS)]
+Daemon = Annotated[str, _registered(lambda: protocols.DAEMONS)]
 
 
 class Strict(BaseModel):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from mailring.client import probe_request
+
 PROBE = str(Path(__file__).resolve().parents[2] / "mailring" / "probe.py")
 Handler = Callable[[socket.socket], None]
 
@@ -76,7 +78,7 @@ def refused_port() -> Iterator[int]:
 
 
 def probe(req: dict | str) -> tuple[int, dict]:
-    arg = req if isinstance(req, str) else json.dumps(req)
+    arg = req if isinstance(req, str) else probe_request(req)
     res = subprocess.run([sys.executable, PROBE, arg], capture_output=True, text=True, timeout=60)
     return res.returncode, json.loads(res.stdout)
 
@@ -330,7 +332,7 @@ def test_dns_fresh_queries_in_answer_order() -> None:
 def start_timeline(targets: list[dict], **kw: float) -> subprocess.Popen[str]:
     req = {"kind": "timeline", "targets": targets, "hz": 20, "max_seconds": 20, "timeout": 0.5,
            **kw}
-    return subprocess.Popen([sys.executable, PROBE, json.dumps(req)], stdin=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, PROBE, probe_request(req)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

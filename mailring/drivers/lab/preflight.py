@@ -6,18 +6,17 @@ import os
 import shutil
 import subprocess
 
+from mailring import protocols
 from mailring.errors import InputError
 
-# tool -> Debian package that provides it
+# tool -> Debian package(s) that provide it; the mail daemons' come from mailring.protocols
 TOOLS = {
     "ip": "iproute2",
     "unshare": "util-linux",
     "nsenter": "util-linux",
     "mount": "mount",
     "haproxy": "haproxy",
-    "postfix": "postfix",
-    "dovecot": "dovecot-imapd dovecot-pop3d",
-    "nginx": "nginx-light",
+    **{d.tool: " ".join(protocols.daemon_packages(d.name, "debian")) for d in protocols.DAEMONS.values()},
     "ucarp": "ucarp",
     "nsd": "nsd",
     "unbound": "unbound",

@@ -14,7 +14,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_d
 
 from mailring.checks.convergence import describe, differences
 from mailring.checks.sweep import sweep
-from mailring.client import Client
+from mailring.client import Client, probe_request
 from mailring.cluster import TransportError
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def wait_services(cluster: LabCluster, node: str, deadline_s: float = 20.0) -> N
     plain = [s for s in topo.services.values() if s.daemon]
     targets = [{"name": s.name, "host": str(me.address), "port": s.port, "protocol": s.protocol,
                 "timeout": 1.0} for s in plain]
-    req = json.dumps({"kind": "sweep", "targets": targets})
+    req = probe_request({"kind": "sweep", "targets": targets})
 
     def check() -> None:
         _daemons(cluster, node)

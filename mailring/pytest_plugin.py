@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from mailring.cluster import DEFAULT_DRIVER, DEFAULT_LAB, DRIVERS, Cluster, driver_class, open_cluster
 from mailring.errors import InputError
 from mailring.topology import DEFAULT_TOPOLOGY, Topology, load
+
+# session state kept in config.stash: the outage log, and the rows merged over xdist workers
+OUTAGES = pytest.StashKey[Any]()
+MERGED = pytest.StashKey[list]()
 
 MARKERS = (
     "destructive: the test injects faults; it gets a nemesis that heals them at teardown",
@@ -210,29 +215,29 @@ def nemesis(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator:
 @pytest.fixture(scope="session")
 def outages(pytestconfig: pytest.Config) -> Iterator:
     """Record measured outage windows; printed and saved under runs/<timestamp>/ at the end."""
-    from mailring.outages import OutageLog
+    from mailring.runs.outages import OutageLog
 
     log = OutageLog()
-    pytestconfig._mailring_outages = log  # type: ignore[attr-defined]
+    pytestconfig.stash[OUTAGES] = log
     yield log
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    from mailring.outages import merge
     from mailring.report import made_run_dir, run_dir
+    from mailring.runs.outages import merge
 
-    log = getattr(session.config, "_mailring_outages", None)
+    log = session.config.stash.get(OUTAGES, None)
     if log is not None and log.rows:
         log.save(run_dir(session.config))
     folder = made_run_dir()  # by this process or by its xdist workers; a unit-test run makes none
     if os.environ.get("PYTEST_XDIST_WORKER") is None and folder is not None:
-        session.config._mailring_merged = merge(folder)  # type: ignore[attr-defined]
+        session.config.stash[MERGED] = merge(folder)
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    from mailring.outages import table
+    from mailring.runs.outages import table
 
-    rows = getattr(config, "_mailring_merged", None)
+    rows = config.stash.get(MERGED, None)
     if rows:
         from mailring.report import run_dir
 

@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    import pytest
+import pytest
 
+if TYPE_CHECKING:
     from mailring.cluster import Cluster
 
 RUNS = Path(__file__).resolve().parents[1] / "runs"
+RUN_DIR = pytest.StashKey[Path]()  # this session's run folder, in config.stash
 LOGGED = ("postfix", "dovecot", "haproxy", "carp", "carp-backup", "webmail", "dns")
 
 
@@ -38,7 +39,7 @@ def made_run_dir() -> Path | None:
 
 def run_dir(config: pytest.Config) -> Path:
     """This session's run folder, created on first use, with runs/latest pointing at it."""
-    cached = getattr(config, "_mailring_run_dir", None)
+    cached = config.stash.get(RUN_DIR, None)
     if cached is not None:
         return cached
     stamp = stamp_run()
@@ -52,7 +53,7 @@ def run_dir(config: pytest.Config) -> Path:
         tmp.replace(latest)
     except OSError:
         pass
-    config._mailring_run_dir = folder  # type: ignore[attr-defined]
+    config.stash[RUN_DIR] = folder
     return folder
 
 

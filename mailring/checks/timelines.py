@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailring.checks import CheckError
-from mailring.checks.outage import outage_windows, require_samples
 from mailring.checks.wait import NotYet, eventually
+from mailring.checks.windows import outage_windows, require_samples
 from mailring.client import target
-from mailring.outages import Outage
+from mailring.runs.outages import Outage
 
 if TYPE_CHECKING:
     from mailring.client import Op, Timeline

@@ -18,7 +18,9 @@ here)::
     runs/latest -> the newest folder
 
 ``store`` makes folders and writes them atomically, ``verdict`` judges and
-writes verdict.json and junit.xml, ``report`` draws report.html from a folder.
+writes verdict.json and junit.xml, ``report`` draws report.html from a folder,
+``outages`` gathers the outage rows pytest tests measure into outages.json
+(the windows themselves are computed by ``mailring.checks.windows``).
 """
 
 from __future__ import annotations

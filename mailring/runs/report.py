@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from mailring.checks.outage import outage_windows
+from mailring.checks.windows import outage_windows
 from mailring.client import Op
 from mailring.runs.records import fault_intervals
 from mailring.runs.store import FAULTS, HISTORY, OWNERSHIP, REPORT, VERDICT, RunFolder, write_atomic

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mailring.checks.outage import outage_windows
+from mailring.checks.windows import outage_windows
 from mailring.client import Op
 from mailring.runs.verdict import Result
 from mailring.scenario.load import Scenario, Step

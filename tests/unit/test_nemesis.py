@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailring.nemesis import Fault, Nemesis
-from mailring.outages import Outage, OutageLog, merge, table
+from mailring.runs.outages import Outage, OutageLog, merge, table
 from tests.unit.recorder import Recorder
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailring.checks import CheckError
-from mailring.checks.outage import outage_windows, require_samples, single_outage
+from mailring.checks.windows import outage_windows, require_samples, single_outage
 from mailring.client import Op
 
 T = "smtp@192.168.56.101"

@@ -1,4 +1,4 @@
-"""Outage windows: how long a client saw a service fail, from a timeline's attempts.
+"""Outage windows: how long a client saw a service fail, computed from a timeline's attempts.
 
 A window is a maximal run of consecutive failed attempts against one target,
 in invoke order. Its ``duration`` is the outage the client saw: from the last

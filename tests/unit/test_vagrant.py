@@ -31,10 +31,11 @@ from mailring.drivers.vagrant.ssh import connect_kwargs, remote_command
 from mailring.drivers.vagrant.state import LabState
 from mailring.errors import InputError
 from mailring.topology import load
+from tests.unit.pinned import TOPOLOGY
 
 REPO = Path(__file__).resolve().parents[1].parent
 DATA = Path(__file__).parent / "data" / "vagrant"
-TOPO = load(REPO / "fixtures" / "topology.yaml")
+TOPO = load(TOPOLOGY)  # the pinned copy: these tests read recorded ifconfig output
 VHIDS = {v.vhid: str(v.address) for v in TOPO.vips}
 
 

@@ -25,7 +25,6 @@ pytestmark = [pytest.mark.destructive, pytest.mark.faults("hang")]
 
 MARGIN_S = 1.5  # the signals, the runtime API round trip, the poll
 RECOVER_S = 15.0
-FRESH_RESOLUTIONS = 10
 # After resume the node is CARP master again without becoming it (no gratuitous ARP), so a
 # client whose cache still names the backup waits for its neighbour entry to go stale and
 # be probed again: Linux's reachable time (15-45 s) plus delay and probes.
@@ -112,60 +111,5 @@ def test_a_hung_node_is_routed_around_as_its_os_does(cluster, client, nemesis, t
                         deadline_s=hung_check_bound_s(topology))
     nemesis.heal(fault)
     converge(cluster, failed=set())
-    back_s = wait_back(client, topology, node, mine)
-    print(f"after {node} resumed, its VIPs were served by it again in {back_s:.1f} s")
-
-
-def _macs_replying(out: str) -> set[str]:
-    """The MACs in arping's "Unicast reply from A [MAC]" lines."""
-    return {line.split("[")[1].split("]")[0].lower() for line in out.splitlines()
-            if "reply from" in line.lower() and "[" in line}
-
-
-@pytest.mark.lab_only("reads ARP replies with arping and client01's neighbour table")
-def test_a_hung_nodes_kernel_keeps_its_vips_and_still_answers_arp(cluster, client, nemesis, topology):
-    """Measured on the lab (ucarp): a backup takes the hung node's VIPs and the client follows its
-    gratuitous ARP, but the hung node's kernel keeps the addresses and answers ARP too, so a
-    client that resolves the VIP afresh may reach the hung node: the split lasts the whole hang."""
-    node = topology.mail_nodes[2].name
-    vip = str(topology.vips_owned_by(node)[0].address)
-    smtp = topology.services["smtp"]
-    me = topology.client.name
-    route = cluster.run(me, ["ip", "-o", "route", "get", vip]).stdout
-    dev = route.split("dev ")[1].split()[0]
-
-    def mac(n: str) -> str:
-        return cluster.run(n, ["cat", f"/sys/class/net/{dev}/address"]).stdout.strip().lower()
-
-    def cached() -> str:
-        out = cluster.run(me, ["ip", "neigh", "show", "to", vip, "dev", dev]).stdout.split()
-        return out[out.index("lladdr") + 1].lower() if "lladdr" in out else ""
-
-    converge(cluster, failed=set())
-    fault = nemesis.inflict("hang", node)
-    heir = converge(cluster).owner(vip)
-    assert heir not in (None, node)
-    held = cluster.run(node, ["ip", "-o", "-4", "addr", "show", "dev", dev]).stdout
-    assert f" {vip}/" in held, f"the hung {node} dropped {vip}: {held}"
-    wait_served(client, topology, vip, smtp.name, lambda n: n == heir, check_deadline_s(topology),
-                f"SMTP on {vip} served by {heir} once it took the VIP from the hung {node}")
-    replies = cluster.run(me, ["arping", "-c", "3", "-w", "4", "-I", dev, vip], timeout=30).stdout
-    assert _macs_replying(replies) == {mac(node), mac(heir)}, replies
-    seen: dict[str, int] = {"heir": 0, "hung": 0}
-    for _ in range(FRESH_RESOLUTIONS):
-        cluster.run(me, ["ip", "neigh", "flush", "to", vip, "dev", dev])
-        res = client.banner(vip, smtp.port, smtp.protocol, timeout=1)
-        who = cached()
-        if who == mac(heir):
-            assert res["ok"] and heir in res["banner"], f"cached {heir}'s MAC, got {res}"
-            seen["heir"] += 1
-        else:
-            assert who == mac(node) and not res["ok"], f"cached {who or 'nothing'}, got {res}"
-            seen["hung"] += 1
-    print(f"{FRESH_RESOLUTIONS} fresh ARP resolutions of {vip} with {node} hung: "
-          f"{seen['heir']} reached {heir}, {seen['hung']} the hung {node}")
-    nemesis.heal(fault)
-    converge(cluster, failed=set())
-    mine = [str(v.address) for v in topology.vips_owned_by(node)]
     back_s = wait_back(client, topology, node, mine)
     print(f"after {node} resumed, its VIPs were served by it again in {back_s:.1f} s")

@@ -71,6 +71,11 @@ class Verdict:
     def valid(self) -> bool:
         return not (self.lost or self.duplicated or self.refused_but_delivered or self.unexpected)
 
+    def accepted(self) -> int:
+        """Messages the cluster said it took (however they ended)."""
+        return (len(self.delivered_once) + len(self.lost) + len(self.held)
+                + sum(1 for a, _ in self.duplicated if a.outcome == ACCEPTED))
+
     def counts(self) -> dict[str, int]:
         return {"attempts": self.attempts, "delivered once": len(self.delivered_once),
                 "lost": len(self.lost), "duplicated": len(self.duplicated), "refused": len(self.refused),

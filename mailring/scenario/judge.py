@@ -4,8 +4,10 @@ Each expectation becomes ``mailring.runs.verdict.Result`` rows with figures:
 ``owners`` (the VIP holders the step expects were reached, and when),
 ``max_outage`` (the longest outage a client saw of each service after the
 step, against the step's bound), ``samples`` (every probe target was
-sampled: a probe that saw nothing fails) and ``one_holder`` (no VIP held by
-two nodes for longer than a preemption hand-over takes). A new expectation is a field in
+sampled: a probe that saw nothing fails), ``one_holder`` (no VIP held by
+two nodes for longer than a preemption hand-over takes) and, when asked for,
+``no_mail_lost`` (the mail-flow checker's verdict on mail written all through the
+run). A new expectation is a field in
 ``schema.ExpectSpec`` and a function here.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mailring.checks.mailflow import Verdict
 from mailring.checks.windows import outage_windows
 from mailring.client import Op
 from mailring.runs.verdict import Result
@@ -132,11 +135,26 @@ def one_holder_results(samples: list[dict[str, Any]], allowed_s: float) -> list[
                    figures=figures)]
 
 
+def mail_results(scenario: Scenario, mail: Verdict | None) -> list[Result]:
+    """``no_mail_lost``: the mail-flow verdict, its counts as figures, the lost or duplicated
+    messages named in the message."""
+    if not scenario.no_mail_lost:
+        return []
+    if mail is None:
+        return [Result("no_mail_lost", "unknown", "no mail-flow verdict: the writer or the reader failed")]
+    if mail.accepted() == 0:
+        return [Result("no_mail_lost", False, "the writer got no message accepted: nothing was checked",
+                       figures=mail.counts())]
+    lines = mail.explain().splitlines()
+    return [Result("no_mail_lost", mail.valid, "; ".join(lines[:3]), figures=mail.counts())]
+
+
 def judge(scenario: Scenario, runs: list[StepRun], ops: list[Op],
-          samples: list[dict[str, Any]]) -> list[Result]:
+          samples: list[dict[str, Any]], mail: Verdict | None = None) -> list[Result]:
     results: list[Result] = []
     for sr in runs:
         results.append(owners_result(sr, scenario.expected_owners(sr.step.index)))
         results.extend(outage_results(sr, ops, scenario))
     allowed = dual_hold_allowed_s(scenario.topology.advbase)
-    return results + samples_results(ops, scenario) + one_holder_results(samples, allowed)
+    return (results + samples_results(ops, scenario) + one_holder_results(samples, allowed)
+            + mail_results(scenario, mail))

@@ -72,6 +72,7 @@ class Scenario:
     timeout: float
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     flavour: str = "debian"  # the nodes' OS, for per-OS fault rules (the runner sets its driver's)
+    no_mail_lost: bool = False  # expect: {no_mail_lost: true}: the run's mail is all delivered
 
     def out_of_carp(self, upto: int) -> set[str]:
         """Nodes out of CARP once steps 1..upto have run (the model's failed set)."""
@@ -214,6 +215,9 @@ def _steps(where: str, spec: ScenarioSpec, topo: Topology, probed: list[str],
                              "order steps by time")
             last_at = s.at
         default = spec.expect
+        if s.expect is not None and s.expect.no_mail_lost:
+            err(n, "expect.no_mail_lost", "an expectation for the whole run; put it in the scenario's "
+                                          "expect, beside name and steps")
         expect = s.expect if s.expect is not None else default
         max_out = {**_max_outage(default, probed), **_max_outage(s.expect, probed)}
         for svc in max_out:
@@ -286,7 +290,8 @@ def validate(path: str | Path, topology: str | Path | None = None) -> tuple[Scen
     if errs:
         return None, errs
     return Scenario(where, spec.name, spec.description.strip(), topo, spec.topology is not None,
-                    tuple(steps), tuple(probes), spec.probes.hz, spec.probes.timeout, raw), []
+                    tuple(steps), tuple(probes), spec.probes.hz, spec.probes.timeout, raw,
+                    no_mail_lost=bool(spec.expect and spec.expect.no_mail_lost)), []
 
 
 def load(path: str | Path, topology: str | Path | None = None) -> Scenario:

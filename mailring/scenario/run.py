@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailring.checks.convergence import converge, deadline_s, describe
+from mailring.checks.mailflow import Attempt, Verdict
 from mailring.checks.timelines import margin_s
 from mailring.client import Client, Op, Timeline, target
 from mailring.cluster import TransportError
 from mailring.errors import InputError
+from mailring.mailflow import FlowWriter, check_flow
 from mailring.nemesis import Fault, Nemesis
 from mailring.runs.records import collect_logs, record_fault, record_history, record_ownership
 from mailring.runs.report import write_report
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 MAX_TARGETS = 64  # per timeline agent (probe.py's limit)
 SAMPLE_PERIOD_S = 0.2
 SETTLE_S = 2.0  # samples kept after the last step settled, so the end of an outage is seen
+MAIL_RATE, MAX_MAILS = 20, 10000  # expect no_mail_lost: the writer's rate and bound
 
 
 class OwnershipSampler(threading.Thread):
@@ -203,8 +206,14 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
     runs: list[StepRun] = []
     ops: list[Op] = []
     stopped: BaseException | None = None
+    writer: FlowWriter | None = None
+    attempts: list[Attempt] | None = None
+    mail: Verdict | None = None
     try:
         timelines = _start_probes(client, scenario, min(budget, 3600))
+        if scenario.no_mail_lost:  # numbered mail to every VIP in turn, all through the run
+            writer = FlowWriter(client, hosts=[str(v.address) for v in topo.vips], rate=MAIL_RATE,
+                                count=MAX_MAILS, max_seconds=min(budget, 3600))
         sampler.start()
         _wait_sampling(timelines, progress)
         t_start = time.time()
@@ -251,6 +260,8 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
         close(last, t_last, done, next_t=t_end)
         for tl in timelines:
             ops.extend(tl.stop())
+        if writer is not None:
+            attempts = writer.stop()
         folder.update_meta(end=t_end)
     except BaseException as exc:
         stopped = exc
@@ -264,6 +275,11 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
                     ops.extend(got)
             except Exception:  # noqa: BLE001 - the run already failed; keep cleaning up
                 pass
+        if writer is not None and attempts is None:
+            try:
+                writer.stop()
+            except Exception:  # noqa: BLE001 - the run already failed; keep cleaning up
+                pass
         t_heal = time.time()
         errors = nemesis.heal_all()
         for tgt, (_, text) in active.items():  # healed by the run, not by a step
@@ -273,6 +289,9 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
         try:
             progress.status("restoring: waiting until the cluster matches the model again")
             converge(cluster, failed=set())
+            if writer is not None and attempts is not None:
+                progress.status("mail: waiting for every queue to drain, then reading the mailboxes")
+                mail = check_flow(cluster, client, attempts, writer.prefix)
         finally:
             sampler.stop()
             record_history(folder, ops)
@@ -285,7 +304,7 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
                     write_report(folder)
                 except Exception as exc:  # noqa: BLE001 - keep the original error
                     progress.note(f"could not write the verdict or report: {exc}")
-    results = judge(scenario, runs, ops, sampler.samples)
+    results = judge(scenario, runs, ops, sampler.samples, mail)
     verdict = write_verdict(folder, results, scenario.name, scenario=scenario.path)
     write_report(folder)
     return verdict

@@ -80,3 +80,20 @@ def test_two_holders_longer_than_a_hand_over_fail_and_no_samples_is_unknown():
     assert res.valid is False and res.vip == "192.168.56.101"
     assert res.message.startswith("VIP 192.168.56.101 held by mail01, mail05 at once for 3000 ms")
     assert one_holder_results([], 2.0)[0].valid == "unknown"
+
+
+def test_no_mail_lost_carries_the_mail_flow_verdict(tmp_path):
+    from mailring.checks.mailflow import ACCEPTED, Attempt
+    from mailring.checks.mailflow import judge as judge_mail
+    from mailring.scenario.judge import mail_results
+
+    s = scenario(tmp_path, GOOD.replace("description:", "expect: {no_mail_lost: true}\ndescription:"))
+    sent = [Attempt(i, f"<r.{i}@x>", 1.0 + i, 1.1 + i, ACCEPTED, node="mail01", queue_id=f"Q{i}")
+            for i in range(3)]
+    ok = mail_results(s, judge_mail(sent, {"<r.0@x>": 1, "<r.1@x>": 1, "<r.2@x>": 1}, prefix="r."))
+    assert [(r.check, r.valid) for r in ok] == [("no_mail_lost", True)] and ok[0].figures["lost"] == 0
+    bad = mail_results(s, judge_mail(sent, {"<r.0@x>": 1, "<r.2@x>": 2}, prefix="r."))[0]
+    assert bad.valid is False and "lost (1): #1 <r.1@x>" in bad.message and "duplicated (1)" in bad.message
+    assert mail_results(s, None)[0].valid == "unknown"
+    assert mail_results(s, judge_mail([], {}, prefix="r."))[0].valid is False  # nothing accepted: no proof
+    assert mail_results(scenario(tmp_path), None) == []  # not asked for

@@ -135,3 +135,14 @@ def test_pytest_collects_scenario_files_as_items_and_a_broken_one_as_one_line(tm
     assert "crash-and-boot.yaml::t" in res.stdout
     assert f"{bad}: step 1: do: unknown verb 'crsh'" in res.stdout
     assert "1 test collected, 1 error" in res.stdout, res.stdout
+
+
+def test_no_mail_lost_is_a_whole_run_expectation(tmp_path):
+    s = load(write(tmp_path, GOOD.replace("description:", "expect: {no_mail_lost: true}\ndescription:")),
+             TOPOLOGY)
+    assert s.no_mail_lost and not load(write(tmp_path, GOOD), TOPOLOGY).no_mail_lost
+    path = write(tmp_path, GOOD.replace("max_outage: {smtp: 4s}", "no_mail_lost: true"))
+    scenario, errors = validate(path, TOPOLOGY)
+    assert scenario is None and errors[0] == (
+        f"{path}: step 1: expect.no_mail_lost: an expectation for the whole run; put it in the "
+        "scenario's expect, beside name and steps")

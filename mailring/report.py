@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from mailring.runs.records import save_logs
+
 if TYPE_CHECKING:
     from mailring.cluster import Cluster
 
 RUNS = Path(__file__).resolve().parents[1] / "runs"
 RUN_DIR = pytest.StashKey[Path]()  # this session's run folder, in config.stash
-LOGGED = ("postfix", "dovecot", "haproxy", "carp", "carp-backup", "webmail", "dns")
 
 
 def stamp_run() -> str:
@@ -66,17 +67,3 @@ def write_json(path: Path, data: Any) -> None:
 def collect_logs(config: pytest.Config, cluster: Cluster) -> None:
     """Copy every node's daemon logs into the run folder before the cluster goes away."""
     save_logs(cluster, run_dir(config) / "logs" / cluster.lab)
-
-
-def save_logs(cluster: Cluster, folder: Path) -> None:
-    """Every node's daemon logs under ``folder/<node>/<service>.log``; a node that cannot be
-    read keeps what the others have."""
-    for node in cluster.topology.nodes:
-        for service in LOGGED:
-            try:
-                text = cluster.log_text(node, service)
-            except Exception:  # noqa: BLE001 - a crashed VM: keep what the others have
-                continue
-            if text:
-                (folder / node).mkdir(parents=True, exist_ok=True)
-                (folder / node / f"{service}.log").write_text(text)

@@ -7,6 +7,7 @@ every history line says which service and which address it measured.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailring.runs.store import FAULTS, HISTORY, OWNERSHIP, RunFolder
@@ -70,7 +71,12 @@ LOGGED = ("postfix", "dovecot", "haproxy", "carp", "carp-backup", "webmail", "dn
 
 def collect_logs(folder: RunFolder, cluster: Cluster) -> None:
     """Copy every node's daemon logs to logs/<lab>/<node>/<daemon>.log before the cluster goes."""
-    base = folder.path / "logs" / cluster.lab
+    save_logs(cluster, folder.path / "logs" / cluster.lab)
+
+
+def save_logs(cluster: Cluster, base: Path) -> None:
+    """Every node's daemon logs under ``base/<node>/<daemon>.log``; a node that cannot be
+    read (a crashed VM) leaves out only its own."""
     for node in cluster.topology.nodes:
         for daemon in LOGGED:
             try:

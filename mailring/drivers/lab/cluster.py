@@ -89,7 +89,7 @@ class LabCluster(Cluster):
         """Every node's logs (daemons' and its init's) into ``failure_logs``, before down()."""
         if self.failure_logs is None:
             return
-        from mailring.report import save_logs
+        from mailring.runs.records import save_logs
 
         save_logs(self, self.failure_logs)
         for node in self.topology.nodes:

@@ -1,30 +1,35 @@
-"""VIP holders sampled continuously through a fault: split brain shows as one sample with two holders.
+"""VIP holders sampled continuously through faults: the one sampler, and the strict judge of it.
 
 ``converge()`` waits until every VIP has exactly the expected holder, so a
-check after it can never see a double holder that came and went. ``HolderWatch``
-reads ``cluster.status()`` in a thread, over and over, while a test isolates
-and heals a node (with its own clock, timestamped), and ``double_holders``
-judges the samples: any VIP held by two reachable nodes in any sample is named,
-with when and how often.
+check after it can never see a double holder that came and went.
+``HolderWatch`` reads ``cluster.status()`` in a thread, over and over (with its
+own clock, timestamped), while a test, a scenario run or the fuzzer faults the
+cluster; it hands each sample to an optional recorder (the run folder's
+ownership.jsonl) and answers "who holds what now" and "since when" for the
+runners' waits. ``double_holders`` judges the samples: any VIP held by two
+reachable nodes in any sample is named, with when and how often.
 
-One exception, named by the test: a ``Handover``. When a VIP's owner comes
-back and takes its VIP over by preemption, the old holder lets go when it hears
-the owner's first advert, and the samples (one node read after the other) may
-catch both for that moment. Only the two nodes of that handover, only that VIP,
-only within its window after the event, are forgiven; any other double fails.
+One exception, derived from the model: a ``Handover``. When a VIP's expected
+owner changes (a node comes back and takes its VIP over by preemption, or a
+node leaves and a backup takes over), the old holder lets go when it hears the
+new one's first advert, and the samples (one node read after the other) may
+catch both for that moment. Only the two nodes of that handover, only that
+VIP, only within its window after the event, are forgiven; any other double
+fails. ``handovers`` lists them for one fault step.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailring.checks import CheckError
 
 if TYPE_CHECKING:
-    from mailring.cluster import Cluster
+    from mailring.cluster import Cluster, Status
     from mailring.topology import Topology
 
 
@@ -47,13 +52,26 @@ class Handover:
         return vip == self.vip and self.t <= t <= self.t + self.window_s and set(held) <= self.nodes
 
 
-def handovers(topo: Topology, t: float, failed_before: set[str], failed_after: set[str]) -> list[Handover]:
-    """The VIPs whose expected owner changes at ``t`` (a heal or boot), each forgiven for
-    one takeover: the new owner hears an advert (advbase), takes over, and the old holder
-    hears its advert in turn (ucarp reads adverts up to an advbase late) - 3 x advbase."""
-    before, after = topo.expected_owners(failed_before), topo.expected_owners(failed_after)
-    return [Handover(t, vip, frozenset(n for n in (before[vip], after[vip]) if n), 3 * topo.advbase)
-            for vip in before if before[vip] != after[vip]]
+def takeover_window_s(advbase: float) -> float:
+    """How long two nodes may both hold a VIP that changes hands: the new owner hears an advert
+    (advbase), takes over, and the old holder hears its advert in turn (ucarp reads adverts up
+    to an advbase late) - 3 x advbase."""
+    return 3 * advbase
+
+
+def owner_changes(before: Mapping[str, str | None], after: Mapping[str, str | None], t: float,
+                  window_s: float) -> list[Handover]:
+    """A Handover for every VIP whose expected owner differs between two owner maps."""
+    return [Handover(t, vip, frozenset(n for n in (before.get(vip), after.get(vip)) if n), window_s)
+            for vip in after if before.get(vip) != after[vip]]
+
+
+def handovers(topo: Topology, t: float, failed_before: set[str], failed_after: set[str],
+              done: float | None = None) -> list[Handover]:
+    """The VIPs whose expected owner changes with a step that began at ``t`` (and returned at
+    ``done``: a boot starts CARP only at its end), each forgiven for one takeover after it."""
+    window = (max(done - t, 0.0) if done is not None else 0.0) + takeover_window_s(topo.advbase)
+    return owner_changes(topo.expected_owners(failed_before), topo.expected_owners(failed_after), t, window)
 
 
 def double_holders(samples: list[Sample], since: float | None = None,
@@ -74,18 +92,28 @@ def double_holders(samples: list[Sample], since: float | None = None,
     return out
 
 
+def held_as(sample: Sample, expected: Mapping[str, str | None]) -> bool:
+    """Does the sample show exactly the expected holder (or nobody, for None) of every VIP?"""
+    return all(sample.holders.get(vip, ()) == ((o,) if o else ()) for vip, o in expected.items())
+
+
 class HolderWatch:
     """Reads the VIP holders in a thread until stopped; ``samples`` grows meanwhile.
 
-    Use as a context manager around the fault; ``check()`` then raises CheckError
-    naming every double holder, or when fewer than ``minimum`` samples were read.
+    Use as a context manager around the faults (or ``start()``/``stop()``);
+    ``check()`` then raises CheckError naming every double holder, or when fewer
+    than ``minimum`` samples were read. ``record`` gets every sample's status and
+    time (the run folder's ownership.jsonl).
     """
 
-    def __init__(self, cluster: Cluster, poll_s: float = 0.05) -> None:
-        self.cluster, self.poll_s = cluster, poll_s
+    def __init__(self, cluster: Cluster, poll_s: float = 0.05,
+                 record: Callable[[Status, float], Any] | None = None) -> None:
+        self.cluster, self.poll_s, self.record = cluster, poll_s, record
         self.samples: list[Sample] = []
         self.errors: list[str] = []
+        self.latest: Status | None = None
         self.started = 0.0
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="holder-watch", daemon=True)
 
@@ -94,20 +122,40 @@ class HolderWatch:
             t = time.time()
             try:
                 status = self.cluster.status()
-            except Exception as exc:  # noqa: BLE001 - a failed read is reported, not fatal
+                if self.record is not None:
+                    self.record(status, t)
+            except Exception as exc:  # noqa: BLE001 - a node mid-crash: reported, not fatal
                 self.errors.append(f"+{t - self.started:.2f} s: {exc}")
             else:
-                self.samples.append(Sample(t, {v: tuple(h) for v, h in status.holders.items()}))
+                with self._lock:
+                    self.samples.append(Sample(t, {v: tuple(h) for v, h in status.holders.items()}))
+                    self.latest = status
             self._stop.wait(self.poll_s)
 
-    def __enter__(self) -> HolderWatch:
+    def start(self) -> HolderWatch:
         self.started = time.time()
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         self._stop.set()
-        self._thread.join(30)
+        if self._thread.is_alive():
+            self._thread.join(30)
+
+    def __enter__(self) -> HolderWatch:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def since(self, t: float) -> list[Sample]:
+        """The samples read from ``t`` on (a copy: safe while the thread appends)."""
+        with self._lock:
+            return [s for s in self.samples if s.t >= t]
+
+    def reached(self, since: float, expected: Mapping[str, str | None]) -> float | None:
+        """The time of the first sample from ``since`` on that shows the expected holders."""
+        return next((s.t for s in self.since(since) if held_as(s, expected)), None)
 
     def check(self, allowed: list[Handover] | tuple[Handover, ...] = (), minimum: int = 20) -> list[str]:
         """Raise unless at least ``minimum`` samples were read and none had two holders of one

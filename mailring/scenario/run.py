@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailring.checks.convergence import converge, deadline_s, describe
+from mailring.checks.holders import HolderWatch
 from mailring.checks.mailflow import Attempt, Verdict
 from mailring.checks.timelines import margin_s
 from mailring.client import Client, Op, Timeline, target
@@ -35,7 +35,7 @@ from mailring.scenario.judge import StepRun, judge
 from mailring.scenario.progress import Progress
 
 if TYPE_CHECKING:
-    from mailring.cluster import Cluster, Status
+    from mailring.cluster import Cluster
     from mailring.runs import RunFolder
     from mailring.scenario.load import Scenario, Step
 
@@ -43,39 +43,6 @@ MAX_TARGETS = 64  # per timeline agent (probe.py's limit)
 SAMPLE_PERIOD_S = 0.2
 SETTLE_S = 2.0  # samples kept after the last step settled, so the end of an outage is seen
 MAIL_RATE, MAX_MAILS = 20, 10000  # expect no_mail_lost: the writer's rate and bound
-
-
-class OwnershipSampler(threading.Thread):
-    """Samples who holds each VIP every ``period`` seconds into the run folder, until stopped."""
-
-    def __init__(self, cluster: Cluster, folder: RunFolder, period: float = SAMPLE_PERIOD_S) -> None:
-        super().__init__(name="ownership-sampler", daemon=True)
-        self.cluster, self.folder, self.period = cluster, folder, period
-        self.samples: list[dict[str, Any]] = []
-        self.errors: list[str] = []
-        self.latest: Status | None = None
-        self._stop_event = threading.Event()
-        self._lock = threading.Lock()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            try:
-                status = self.cluster.status()
-                sample = record_ownership(self.folder, status)
-                with self._lock:
-                    self.samples.append(sample)
-                    self.latest = status
-            except Exception as exc:  # noqa: BLE001 - a node mid-crash; keep sampling
-                self.errors.append(str(exc))
-            self._stop_event.wait(self.period)
-
-    def since(self, t: float) -> list[dict[str, Any]]:
-        with self._lock:
-            return [s for s in self.samples if s["t"] >= t]
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(10)
 
 
 def lab_for(base: str, scenario: Scenario) -> str:
@@ -111,15 +78,7 @@ def make_fault(step: Step) -> Fault:
     return Fault(step.verb.kind, step.node, (what,) if what else ())
 
 
-def _matches(samples: list[dict[str, Any]], expected: dict[str, str | None]) -> float | None:
-    want = {vip: ([o] if o else []) for vip, o in expected.items()}
-    for s in samples:
-        if all(s["holders"].get(vip, []) == held for vip, held in want.items()):
-            return s["t"]
-    return None
-
-
-def _last_seen(sampler: OwnershipSampler, expected: dict[str, str | None]) -> str:
+def _last_seen(sampler: HolderWatch, expected: dict[str, str | None]) -> str:
     if sampler.latest is None:
         return "no ownership sample"
     diff = {vip: (o, sampler.latest.holders.get(vip, [])) for vip, o in expected.items()
@@ -127,11 +86,11 @@ def _last_seen(sampler: OwnershipSampler, expected: dict[str, str | None]) -> st
     return describe(diff) or "as expected"
 
 
-def _wait_owners(sampler: OwnershipSampler, since: float, expected: dict[str, str | None],
+def _wait_owners(sampler: HolderWatch, since: float, expected: dict[str, str | None],
                  until: float, progress: Progress, label: str) -> float | None:
     """Poll the sampler until the expected owners are seen (-> time) or ``until`` passes (-> None)."""
     while True:
-        reached = _matches(sampler.since(since), expected)
+        reached = sampler.reached(since, expected)
         if reached is not None:
             return reached
         if time.time() >= until:
@@ -200,7 +159,8 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
     budget = max((s.at or 0) for s in scenario.steps) + n * 60 + 120  # the probes' own time limit
     client = Client(cluster)
     nemesis = Nemesis(cluster)
-    sampler = OwnershipSampler(cluster, folder)
+    sampler = HolderWatch(cluster, SAMPLE_PERIOD_S,
+                          record=lambda status, t: record_ownership(folder, status, t))
     timelines: list[Timeline] = []
     active: dict[str, tuple[Fault, str]] = {}  # target -> (fault, step text)
     runs: list[StepRun] = []
@@ -222,7 +182,7 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
 
         def close(step: Step, t: float, done: float, next_t: float) -> None:
             expected = scenario.expected_owners(step.index)
-            reached = _matches(sampler.since(t), expected)
+            reached = sampler.reached(t, expected)
             seen = "" if reached is not None else _last_seen(sampler, expected)
             runs.append(StepRun(step, t, done, next_t, reached, seen))
 
@@ -304,7 +264,8 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
                     write_report(folder)
                 except Exception as exc:  # noqa: BLE001 - keep the original error
                     progress.note(f"could not write the verdict or report: {exc}")
-    results = judge(scenario, runs, ops, sampler.samples, mail)
+    judged = [s for s in sampler.samples if s.t <= t_end]  # not the restoring heal after the end
+    results = judge(scenario, runs, ops, judged, mail)
     verdict = write_verdict(folder, results, scenario.name, scenario=scenario.path)
     write_report(folder)
     return verdict

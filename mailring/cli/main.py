@@ -11,7 +11,7 @@ from mailring.errors import InputError
 
 # Each module registers its verbs; imported lazily only through this list.
 GROUPS = ("mailring.cli.model_cmds", "mailring.cli.lab_cmds", "mailring.cli.fault_cmds",
-          "mailring.cli.run_cmds")
+          "mailring.cli.run_cmds", "mailring.cli.fuzz_cmds")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -3,7 +3,8 @@
 Each expectation becomes ``mailring.runs.verdict.Result`` rows with figures:
 ``owners`` (the VIP holders the step expects were reached, and when),
 ``max_outage`` (the longest outage a client saw of each service after the
-step, against the step's bound), ``samples`` (every probe target was
+step, against the step's bound), ``max_load`` (no node held more VIPs than
+the step's bound once its owners were reached), ``samples`` (every probe target was
 sampled: a probe that saw nothing fails), ``one_holder`` (no sample shows
 a VIP held by two nodes, but the two nodes of a hand-over the model foresees
 at a step, within its takeover window) and, when asked for,
@@ -14,6 +15,7 @@ run). A new expectation is a field in
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +100,31 @@ def samples_results(ops: list[Op], scenario: Scenario) -> list[Result]:
     return [Result("samples", True, f"every target sampled at least {MIN_SAMPLES} times", figures=figures)]
 
 
+def load_results(sr: StepRun, samples: list[Sample], scenario: Scenario) -> list[Result]:
+    """``max_load``: once the step's owners are reached and until the next step, no node holds more
+    VIPs than the bound (the ring's promise against the domino effect)."""
+    s, bound = sr.step, scenario.load_bound(sr.step.index)
+    if bound is None:
+        return []
+    start = sr.reached if sr.reached is not None else sr.t
+    worst: tuple[int, str, float] = (0, "nobody", start)
+    for sample in samples:
+        if start <= sample.t <= sr.next_t:
+            counts = Counter(n for held in sample.holders.values() for n in held)
+            for node, held in counts.items():
+                if held > worst[0]:
+                    worst = (held, node, sample.t)
+    held, node, t = worst
+    figures = {"max_load": bound, "held": held, "node": node,
+               "live_mail_nodes": len(scenario.topology.mail_nodes) - len(scenario.out_of_carp(s.index))}
+    if held > bound:
+        return [Result("max_load", False, f"step {s.index} ({s.text}): {node} held {held} VIPs "
+                       f"{t - sr.t:+.1f} s after the step; max_load {bound}", s.index, s.text,
+                       figures=figures)]
+    return [Result("max_load", True, f"at most {held} VIPs on one node ({node}); max_load {bound}",
+                   s.index, s.text, figures=figures)]
+
+
 def step_handovers(scenario: Scenario, runs: list[StepRun]) -> list[Handover]:
     """The hand-overs the model foresees: at each step, every VIP whose expected owner changes,
     between its old and new holder, from the step's start until a takeover after it returned."""
@@ -148,6 +175,7 @@ def judge(scenario: Scenario, runs: list[StepRun], ops: list[Op],
     for sr in runs:
         results.append(owners_result(sr, scenario.expected_owners(sr.step.index)))
         results.extend(outage_results(sr, ops, scenario))
+        results.extend(load_results(sr, samples, scenario))
     allowed = step_handovers(scenario, runs)
     return (results + samples_results(ops, scenario) + one_holder_results(samples, allowed)
             + mail_results(scenario, mail))

@@ -7,6 +7,7 @@ on it before anything is started). ``validate(path)`` returns every problem.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ class Step:
     after: str | None  # "converged"
     max_outage: dict[str, float]  # service -> seconds
     owners: dict[str, str | None] | None  # explicit VIP owners; None: the model's
+    max_load: int | str | None = None  # most VIPs on one node: a number, "fair", or None (unchecked)
 
     @property
     def target(self) -> str:
@@ -83,6 +85,14 @@ class Scenario:
             elif node_out_of_carp(step.verb, step.daemon, self.flavour):
                 down[step.target] = step.node
         return set(down.values())
+
+    def load_bound(self, upto: int) -> int | None:
+        """The step's max_load as a number: "fair" is ceil(VIPs / mail nodes in CARP after it)."""
+        bound = self.steps[upto - 1].max_load
+        if bound != "fair":
+            return bound if isinstance(bound, int) else None
+        live = len(self.topology.mail_nodes) - len(self.out_of_carp(upto))
+        return math.ceil(len(self.topology.vips) / max(live, 1))
 
     def expected_owners(self, upto: int) -> dict[str, str | None]:
         owners = self.topology.expected_owners(self.out_of_carp(upto))
@@ -237,7 +247,9 @@ def _steps(where: str, spec: ScenarioSpec, topo: Topology, probed: list[str],
                                                   f"use a node ({', '.join(mail)}) for its own VIPs")
                 if node is not None and node not in mail:
                     err(n, f"expect.owners.{key}", f"unknown node {node!r}; use one of {', '.join(mail)}")
-        step = Step(n, verb, s.node, s.daemon, s.service, s.at, s.after, max_out, owners)
+        max_load = s.expect.max_load if s.expect is not None and s.expect.max_load is not None else (
+            default.max_load if default is not None else None)
+        step = Step(n, verb, s.node, s.daemon, s.service, s.at, s.after, max_out, owners, max_load)
         if verb.undoes:
             started = active.get(step.target)
             if started is None or VERBS[spec.steps[started - 1].do].inverse != verb.name:

@@ -6,7 +6,8 @@
     description: ...
     topology: ../topology.yaml        # optional: a file, or {extends: FILE, <overrides>}
     probes: {services: [smtp, imap], targets: vips, hz: 20}   # optional; default: all, every VIP
-    expect: {max_outage: {smtp: 6s}, no_mail_lost: true}  # optional: defaults for every step;
+    expect: {max_outage: {smtp: 6s}, max_load: fair, no_mail_lost: true}  # optional: defaults for
+                                      # every step;
                                       # no_mail_lost: the whole run (mailring.checks.mailflow)
     steps:
       - {do: crash, node: mail01, after: converged, expect: {max_outage: {smtp: 6s}}}
@@ -51,6 +52,9 @@ class ExpectSpec(Strict):
 
     owners: Literal["model"] | dict[str, str | None] = "model"  # VIP -> node (null: nobody)
     max_outage: Duration | dict[str, Duration] | None = None  # per service, or one for all
+    # the load promise against the domino effect: no node holds more VIPs than this once the
+    # step's owners are reached; "fair" = ceil(VIPs / mail nodes in CARP after the step)
+    max_load: Literal["fair"] | Annotated[int, Field(ge=1)] | None = None
     # the whole run (scenario level only): a writer submits numbered mail all through it, and
     # every accepted message is delivered exactly once (mailring.checks.mailflow)
     no_mail_lost: bool = False

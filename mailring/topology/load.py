@@ -242,6 +242,7 @@ def _build(path: Path, f: TopologyFile) -> Topology:
         proxy_protocol=f.proxy_protocol,
         advbase=f.carp.advbase,
         carp_password=f.carp.password,
+        preempt=f.carp.preempt,
         nodes={n: Node(n, s.role, s.address, tuple(s.aliases)) for n, s in f.nodes.items()},
         vips=all_vips,
         services={

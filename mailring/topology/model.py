@@ -110,6 +110,7 @@ class Topology:
     users: tuple[User, ...]
     vagrant: VagrantSettings
     dovecot_version: str = "2.3"  # "2.3" | "2.4": the syntax of the rendered dovecot.conf
+    preempt: bool = True  # CARP preemption as rendered; the model assumes it (see schema.CarpSpec)
 
     # -- lookups -----------------------------------------------------------
     @property

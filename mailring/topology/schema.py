@@ -71,6 +71,10 @@ class ServiceSpec(Strict):
 class CarpSpec(Strict):
     advbase: Annotated[int, Field(ge=1, le=255)] = 1
     password: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+    # The design needs preemption (a VIP returns to its owner when the owner is back). false
+    # renders a cluster without it, which the ownership model does not describe: kept so that
+    # mailring fuzz can be shown catching it (fixtures/topology-nopreempt.yaml).
+    preempt: bool = True
 
 
 class HaproxySpec(Strict):

@@ -110,6 +110,15 @@ def test_ucarp_runs_every_vhid_of_the_node_with_its_skew(bundles) -> None:
         assert all("-P" in a for a in argvs)  # preemption: VIPs come home without a cron job
 
 
+def test_a_topology_with_preemption_off_renders_ucarp_without_it(tmp_path) -> None:
+    topo = load(DEFAULT_TOPOLOGY.parent / "topology-nopreempt.yaml")
+    assert topo.preempt is False and RING.preempt is True
+    bundle = render(topo, "debian", tmp_path)["mail01"]
+    services = yaml.safe_load((bundle / "etc/mailring/services.yaml").read_text())
+    argvs = services["carp"] + services["carp-backup"]
+    assert argvs and not any("-P" in a for a in argvs) and all("-z" in a for a in argvs)
+
+
 def test_templates_hold_no_address_port_or_vhid() -> None:
     ports = {str(p) for s in RING.services.values() for p in (s.port, s.proxy_port) if p}
     ports |= {str(RING.dns.port), str(RING.dns.authoritative_port)}

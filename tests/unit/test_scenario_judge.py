@@ -12,6 +12,7 @@ from mailring.scenario import load
 from mailring.scenario.judge import (
     StepRun,
     judge,
+    load_results,
     one_holder_results,
     outage_results,
     samples_results,
@@ -113,3 +114,19 @@ def test_no_mail_lost_carries_the_mail_flow_verdict(tmp_path):
     assert mail_results(s, None)[0].valid == "unknown"
     assert mail_results(s, judge_mail([], {}, prefix="r."))[0].valid is False  # nothing accepted: no proof
     assert mail_results(scenario(tmp_path), None) == []  # not asked for
+
+
+def test_max_load_fair_counts_the_heaviest_node_once_the_owners_are_reached(tmp_path):
+    s = scenario(tmp_path, GOOD.replace("description:", "expect: {max_load: fair}\ndescription:"))
+    assert s.steps[0].max_load == "fair" and s.load_bound(1) == 3  # ceil(10 VIPs / 4 nodes in CARP)
+    owners = s.topology.expected_owners({"mail01"})
+    settled = {v: (o,) for v, o in owners.items()}
+    heavier = {**settled, "192.168.56.101": ("mail02",)}  # mail02 takes both of mail01's VIPs: 4
+    sr = StepRun(s.steps[0], T0 + 2, T0 + 2.1, T0 + 9, T0 + 5, "")
+    [ok] = load_results(sr, [Sample(T0 + 4, heavier), Sample(T0 + 5, settled)], s)  # before: not counted
+    assert ok.valid is True and ok.figures["held"] == 3 and ok.figures["max_load"] == 3
+    [bad] = load_results(sr, [Sample(T0 + 5, settled), Sample(T0 + 6, heavier)], s)
+    assert bad.valid is False and bad.figures == {"max_load": 3, "held": 4, "node": "mail02",
+                                                  "live_mail_nodes": 4}
+    assert bad.message == "step 1 (crash mail01): mail02 held 4 VIPs +4.0 s after the step; max_load 3"
+    assert load_results(sr, [Sample(T0 + 6, heavier)], scenario(tmp_path)) == []  # not asked for

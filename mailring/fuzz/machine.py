@@ -1,0 +1,125 @@
+"""The Hypothesis state machine: its rules are the fault registry, its invariants the model.
+
+``machine_class(fuzz)`` builds a ``RuleBasedStateMachine`` subclass with two
+rules per fault kind the driver supports (``mailring.faults.KINDS``): the
+fault (``crash``, ``stop``, ``drain``, ...) and its inverse (``boot``,
+``start``, ``ready``, ...), each with a precondition that some legal step of
+it exists now (``FaultState.fault_moves`` / ``undo_moves``: no double crash,
+heal only what is faulted), and the step itself drawn from those. After every
+step the invariant ``model_holds`` checks the cluster against the model
+(``mailring.fuzz.check``). The sequence's faults are healed in ``teardown``;
+the mail written all through the sequence is judged there, once healed.
+
+Each machine reports to the ``Fuzz`` session it was built for (I/O, budget,
+records); once the session's time is up, new sequences and steps are
+rejected (Hypothesis discards them), so a shrink stops within the budget too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hypothesis import reject
+from hypothesis import strategies as st
+from hypothesis.control import current_build_context
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from mailring import faults
+from mailring.fuzz.moves import FaultState, Move
+
+if TYPE_CHECKING:
+    from mailring.fuzz.run import Fuzz
+
+
+class InvariantBroken(AssertionError):
+    """A step (or the sequence's mail) broke an invariant; the message has the figures."""
+
+
+class FaultSequence(RuleBasedStateMachine):
+    """One random fault sequence on the cluster of ``fuzz``."""
+
+    fuzz: Fuzz
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.final = _is_final()
+        if self.fuzz.out_of_time() and not self.final:
+            reject()
+        self.state = FaultState(self.fuzz.topology, self.fuzz.flavour, self.fuzz.kinds)
+        self.moves: list[Move] = []
+        self.pending: Any = None  # the step whose invariants are due
+        self.broken = False
+        self.sequence = self.fuzz.begin_sequence(self.final)
+
+    def take(self, move: Move) -> None:
+        if self.fuzz.out_of_time() and not self.final:
+            reject()
+        try:
+            self.pending = self.fuzz.take(self.sequence, len(self.moves) + 1, move, self.state)
+            self.state.apply(move)
+            self.moves.append(move)
+        except BaseException:
+            self.broken = True
+            raise
+
+    @invariant()
+    def model_holds(self) -> None:
+        """Owners converge to the model in time, promised services answer, one holder per VIP,
+        no node above the load promise (``mailring.fuzz.check``)."""
+        if self.pending is None:
+            return
+        pending, self.pending = self.pending, None
+        try:
+            verdict = self.fuzz.check(pending, self.state)
+        except BaseException:
+            self.broken = True
+            raise
+        if not verdict.ok:
+            self.broken = True
+            self.fuzz.failed(self.sequence, list(self.moves), verdict.check, verdict.message, verdict.figures)
+            raise InvariantBroken(f"step {verdict.index} ({verdict.move.text}): {verdict.check}: "
+                                  f"{verdict.message}")
+
+    def teardown(self) -> None:
+        problem = self.fuzz.end_sequence(self.sequence, judge_mail=not self.broken)
+        if problem is not None:
+            check, message, figures = problem
+            self.fuzz.failed(self.sequence, list(self.moves), check, message, figures)
+            raise InvariantBroken(f"after the sequence: {check}: {message}")
+
+
+def _is_final() -> bool:
+    """Is this Hypothesis's last replay of the minimal failing sequence? (it always runs)"""
+    try:
+        return bool(current_build_context().is_final)
+    except Exception:  # noqa: BLE001 - outside a Hypothesis run
+        return False
+
+
+def _fault_rule(kind: str):
+    def inflict(self: FaultSequence, data: st.DataObject) -> None:
+        self.take(data.draw(st.sampled_from(self.state.fault_moves(kind)), label=kind))
+
+    inflict.__name__ = inflict.__qualname__ = kind
+    return precondition(lambda self: bool(self.state.fault_moves(kind)))(rule(data=st.data())(inflict))
+
+
+def _undo_rule(kind: str, name: str):
+    def undo(self: FaultSequence, data: st.DataObject) -> None:
+        self.take(data.draw(st.sampled_from(self.state.undo_moves(kind)), label=name))
+
+    undo.__name__ = undo.__qualname__ = name
+    return precondition(lambda self: bool(self.state.undo_moves(kind)))(rule(data=st.data())(undo))
+
+
+def machine_class(fuzz: Fuzz) -> type[FaultSequence]:
+    """A FaultSequence subclass bound to ``fuzz`` with a fault rule and an inverse rule per kind."""
+    attrs: dict[str, Any] = {"fuzz": fuzz}
+    inverses = [k.inverse for k in faults.KINDS.values()]
+    for k in faults.KINDS.values():
+        if k.name not in fuzz.kinds:
+            continue
+        attrs[k.name] = _fault_rule(k.name)
+        name = k.inverse if inverses.count(k.inverse) == 1 else f"{k.inverse}_{k.name}"
+        attrs[name] = _undo_rule(k.name, name)
+    return type("FaultSequence", (FaultSequence,), attrs)

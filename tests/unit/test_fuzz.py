@@ -1,0 +1,197 @@
+"""The fuzzer's alphabet, model, scenario writer and whole loop (Hypothesis, shrinking) on a
+simulated cluster: no root, no daemons. ``SimCluster`` moves VIPs to the model's owners a moment
+after each crash, isolation or stopped CARP and answers sweeps for every VIP someone holds, so a
+topology that breaks the load promise is found, shrunk and written in seconds. The real thing
+runs on the lab (``mailring fuzz``, tests/cluster/test_fuzz.py); this checks the harness."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mailring.cluster import Cluster, NodeStatus, Result, Status
+from mailring.fuzz.moves import FaultState, Move
+from mailring.fuzz.run import Failure, Options, fuzz
+from mailring.fuzz.write import scenario_text
+from mailring.runs import RunFolder
+from mailring.scenario import load as load_scenario
+from mailring.scenario.progress import Progress
+from mailring.topology import load
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+RING = load(FIXTURES / "topology.yaml")
+LOPSIDED = load(FIXTURES / "topology-lopsided.yaml")
+TAKEOVER_S = 0.15
+
+
+def test_no_double_crash_and_only_active_faults_are_undone() -> None:
+    s = FaultState(RING)
+    assert Move("crash", "mail01") in s.fault_moves("crash")
+    assert s.undo_moves("crash") == []
+    s.apply(Move("crash", "mail01"))
+    assert Move("crash", "mail01") not in s.fault_moves("crash")
+    assert s.undo_moves("crash") == [Move("boot", "mail01")]
+    assert not any(m.node == "mail01" for k in ("stop", "drain", "isolate") for m in s.fault_moves(k))
+    with pytest.raises(ValueError, match="not a legal step now: boot mail02"):
+        s.apply(Move("boot", "mail02"))
+
+
+def test_at_least_two_mail_nodes_stay_in_carp() -> None:
+    s = FaultState(RING)
+    for node in ("mail01", "mail02", "mail03"):
+        s.apply(Move("crash", node))
+    assert s.fault_moves("crash") == [] and s.fault_moves("isolate") == []
+    assert Move("stop", "mail04", daemon="carp") not in s.fault_moves("stop")
+    assert Move("stop", "mail04", daemon="postfix") in s.fault_moves("stop")
+    assert s.load_bound() == 5 and s.in_carp() == ["mail04", "mail05"]
+
+
+def test_a_service_is_promised_while_one_server_for_it_is_reachable() -> None:
+    s = FaultState(RING)
+    for node in ("mail01", "mail02", "mail03", "mail04"):
+        s.apply(Move("stop", node, daemon="postfix"))
+    assert all("smtp" in svcs and "submission" in svcs for svcs in s.served().values())
+    s.apply(Move("isolate", "mail05"))  # the last Postfix is cut off: nobody serves SMTP
+    served = s.served()
+    assert all("smtp" not in svcs and "imap" in svcs for svcs in served.values())
+    s.apply(Move("heal", "mail05"))
+    s.apply(Move("drain", "mail05", service="smtp"))  # its own server drained, still the backup of others
+    assert "smtp" in s.served()["192.168.56.101"] and "smtp" not in s.served()["192.168.56.109"]
+
+
+def test_a_written_scenario_loads_and_carries_every_invariant(tmp_path) -> None:
+    failure = Failure(1, [Move("stop", "mail02", daemon="postfix"), Move("crash", "mail01")], "max_load",
+                      "mail02 holds 4 VIPs", {"observed": 4, "expected": 3, "converged_ms": 3100})
+    path = tmp_path / "found.yaml"
+    path.write_text(scenario_text(LOPSIDED, failure, Options(seed=7), "debian"))
+    text = path.read_text()
+    assert text.startswith("# Found by mailring fuzz --seed 7 --steps 20")
+    assert "# Observed vs expected:\n# expected: 3\n# observed: 4" in text
+    scenario = load_scenario(path, FIXTURES / "topology-lopsided.yaml")
+    assert [s.text for s in scenario.steps] == ["stop mail02 postfix", "crash mail01"]
+    assert all(s.after == "converged" and s.max_load == "fair" for s in scenario.steps)
+    assert scenario.load_bound(2) == 3 and scenario.no_mail_lost
+    assert set(scenario.steps[1].max_outage) == {"smtp", "pop3", "imap"}
+
+
+class SimCluster(Cluster):
+    """CARP faults move VIPs to the model's owners TAKEOVER_S later; other faults change nothing."""
+
+    NAME = "sim"
+
+    def __init__(self, topology, lab: str = "sim") -> None:
+        super().__init__(topology, lab)
+        self.out: dict[str, str] = {}  # node -> state, out of CARP
+        self.holders = self._owners()
+        self.lock = threading.Lock()
+        self.calls: list[str] = []
+
+    def _owners(self) -> dict[str, list[str]]:
+        return {v: ([o] if o else []) for v, o in self.topology.expected_owners(set(self.out)).items()}
+
+    def _carp(self, node: str, state: str | None) -> None:
+        with self.lock:
+            if state is None:
+                self.out.pop(node, None)
+            else:
+                self.out[node] = state
+                self.holders = {v: [n for n in h if n != node] for v, h in self.holders.items()}
+
+        def settle() -> None:
+            time.sleep(TAKEOVER_S)
+            with self.lock:
+                self.holders = self._owners()
+
+        threading.Thread(target=settle, daemon=True).start()
+
+    def crash(self, node: str) -> None:
+        self.calls.append(f"crash {node}")
+        self._carp(node, "crashed")
+
+    def boot(self, node: str) -> None:
+        self.calls.append(f"boot {node}")
+        self._carp(node, None)
+
+    def isolate(self, node: str) -> None:
+        self.calls.append(f"isolate {node}")
+        self._carp(node, "isolated")
+
+    def rejoin(self, node: str) -> None:
+        self.calls.append(f"heal {node}")
+        self._carp(node, None)
+
+    def stop_daemon(self, node: str, daemon: str) -> None:
+        self.calls.append(f"stop {node} {daemon}")
+        if daemon == "carp":
+            self._carp(node, "carp stopped")
+
+    def start_daemon(self, node: str, daemon: str) -> None:
+        self.calls.append(f"start {node} {daemon}")
+        if daemon == "carp":
+            self._carp(node, None)
+
+    def status(self) -> Status:
+        with self.lock:
+            held = {v: list(h) for v, h in self.holders.items()}
+            states = dict(self.out)
+        nodes = {n: NodeStatus(n, states.get(n, "up") if states.get(n) != "carp stopped" else "up", "")
+                 for n in self.topology.nodes}
+        return Status(nodes, held, {n: s for n, s in states.items() if s != "carp stopped"})
+
+    def run(self, node: str, argv: list[str], timeout: float = 60.0, input: str | None = None) -> Result:
+        req = json.loads(argv[-1])
+        assert req["kind"] == "sweep"
+        held = self.status().holders
+        results = {t["name"]: {"ok": bool(held.get(t["host"])), "error": "timed out"} for t in req["targets"]}
+        return Result(argv, 0, json.dumps({"results": results}), "")
+
+    def haproxy_command(self, node: str, command: str) -> str:
+        return "# pxname,svname,status,check_status\n"
+
+    def start(self, node, argv): ...
+    def probe_argv(self) -> list[str]:
+        return ["probe"]
+
+    def faults(self) -> dict[str, str]:
+        return self.status().faults
+
+    def record_fault(self, node: str, state: str | None) -> None: ...
+    def up(self) -> None: ...
+    def down(self) -> None: ...
+    def log_text(self, node: str, service: str) -> str:
+        return ""
+
+
+def sim_fuzz(tmp_path, topo, **kw):
+    cluster = SimCluster(topo)
+    folder = RunFolder.create("fuzz", root=tmp_path / "runs")
+    options = Options(mail=False, kinds=("crash", "isolate", "stop"), **kw)
+    return cluster, folder, fuzz(cluster, folder, options, Progress(plain=True))
+
+
+def test_a_sound_ring_passes_every_step_and_ends_healed(tmp_path) -> None:
+    cluster, folder, verdict = sim_fuzz(tmp_path, RING, steps=6, seed=3, budget_s=60)
+    assert verdict["valid"] is True, verdict
+    steps = [r for r in verdict["results"] if r["check"] == "step"]
+    assert len(steps) == 6 and all(r["valid"] is True for r in steps)
+    assert steps[0]["figures"]["load_bound"] >= steps[0]["figures"]["max_load"]
+    assert cluster.out == {} and cluster.status().holders == {
+        v: [o] for v, o in RING.expected_owners().items()}
+    assert "<td>1 #1 " in (folder.path / "report.html").read_text()  # each step's verdict in the report
+
+
+def test_a_lopsided_ring_is_found_shrunk_to_one_step_and_written(tmp_path) -> None:
+    cluster, folder, verdict = sim_fuzz(tmp_path, LOPSIDED, steps=8, seed=1, budget_s=120, examples=5)
+    assert verdict["valid"] is False
+    final = verdict["results"][-1]
+    assert final["check"] == "fuzz" and final["figures"] == {"steps": 1, "check": "max_load"}
+    path = Path(verdict["scenario"])
+    assert path.parent == folder.path and verdict["replay"] == f"mailring scenario {path}"
+    scenario = load_scenario(path, FIXTURES / "topology-lopsided.yaml")
+    assert len(scenario.steps) == 1 and scenario.steps[0].verb.name in ("crash", "isolate", "stop")
+    assert "# Observed vs expected:\n# expected: 3\n# observed: 4" in path.read_text()
+    assert cluster.out == {}  # healed

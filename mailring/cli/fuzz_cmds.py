@@ -72,7 +72,11 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             folder = RunFolder.create(f"fuzz-seed{seed}", driver=args.driver, lab=cluster.lab)
             progress.note(f"fuzz: seed {seed}, up to {examples} sequences of up to {steps} steps, budget "
                           f"{budget:g} s; run folder {folder}")
-            verdict = fuzz(cluster, folder, options, progress, replay=replay_command(args))
+            try:
+                verdict = fuzz(cluster, folder, options, progress, replay=replay_command(args))
+            except (AssertionError, RuntimeError, OSError) as exc:  # could not be carried out
+                print(f"ERROR fuzz seed {seed}: {exc}; {folder}/verdict.json")
+                return 2
         finally:
             if brought_up and not args.keep_cluster:
                 progress.status(f"taking lab {cluster.lab} down (this run brought it up)")

@@ -13,6 +13,11 @@ the mail written all through the sequence is judged there, once healed.
 Each machine reports to the ``Fuzz`` session it was built for (I/O, budget,
 records); once the session's time is up, new sequences and steps are
 rejected (Hypothesis discards them), so a shrink stops within the budget too.
+Shrinking re-runs many candidates; a step whose sequence so far is one a
+checked sequence already took with every invariant holding is not run at
+once (the model is deterministic): it runs, and is checked again, only when
+the candidate goes past what is known, so a candidate that is a known
+passing prefix costs the cluster nothing.
 """
 
 from __future__ import annotations
@@ -46,41 +51,70 @@ class FaultSequence(RuleBasedStateMachine):
         if self.fuzz.out_of_time() and not self.final:
             reject()
         self.state = FaultState(self.fuzz.topology, self.fuzz.flavour, self.fuzz.kinds)
-        self.moves: list[Move] = []
+        self.moves: list[Move] = []  # the sequence so far
+        self.deferred: list[Move] = []  # steps a passing sequence already took: not run (yet)
         self.pending: Any = None  # the step whose invariants are due
         self.broken = False
-        self.sequence = self.fuzz.begin_sequence(self.final)
+        self.sequence = 0  # the sequence's number once it touches the cluster
 
     def take(self, move: Move) -> None:
         if self.fuzz.out_of_time() and not self.final:
             reject()
         try:
-            self.pending = self.fuzz.take(self.sequence, len(self.moves) + 1, move, self.state)
+            if not self.sequence and tuple(self.moves + [move]) in self.fuzz.passed:
+                self.deferred.append(move)  # known to hold: run it only if the sequence goes further
+            else:
+                if not self.sequence:
+                    self.sequence = self.fuzz.begin_sequence(self.final)
+                for i, earlier in enumerate(self.deferred, 1):
+                    self._run(earlier, self.state_after(i - 1), i)
+                self.deferred = []
+                self.pending = self.fuzz.take(self.sequence, len(self.moves) + 1, move, self.state)
             self.state.apply(move)
             self.moves.append(move)
         except BaseException:
             self.broken = True
             raise
 
+    def state_after(self, n: int) -> FaultState:
+        state = FaultState(self.fuzz.topology, self.fuzz.flavour, self.fuzz.kinds)
+        for move in self.moves[:n]:
+            state.apply(move)
+        return state
+
+    def _run(self, move: Move, before: FaultState, index: int) -> None:
+        """A deferred step, run on the cluster and checked now that the sequence goes past it."""
+        verdict = self.fuzz.take(self.sequence, index, move, before)
+        self.pending = verdict
+        after = FaultState(before.topo, before.flavour, before.kinds, dict(before.active))
+        after.apply(move)
+        self._check(after, self.moves[:index])
+
     @invariant()
     def model_holds(self) -> None:
         """Owners converge to the model in time, promised services answer, one holder per VIP,
         no node above the load promise (``mailring.fuzz.check``)."""
-        if self.pending is None:
-            return
+        if self.pending is not None:
+            self._check(self.state, self.moves)
+
+    def _check(self, state: FaultState, moves: list[Move]) -> None:
         pending, self.pending = self.pending, None
         try:
-            verdict = self.fuzz.check(pending, self.state)
+            verdict = self.fuzz.check(pending, state)
         except BaseException:
             self.broken = True
             raise
-        if not verdict.ok:
-            self.broken = True
-            self.fuzz.failed(self.sequence, list(self.moves), verdict.check, verdict.message, verdict.figures)
-            raise InvariantBroken(f"step {verdict.index} ({verdict.move.text}): {verdict.check}: "
-                                  f"{verdict.message}")
+        if verdict.ok:
+            self.fuzz.passed.add(tuple(moves))
+            return
+        self.broken = True
+        self.fuzz.failed(self.sequence, list(moves), verdict.check, verdict.message, verdict.figures)
+        raise InvariantBroken(f"step {verdict.index} ({verdict.move.text}): {verdict.check}: "
+                              f"{verdict.message}")
 
     def teardown(self) -> None:
+        if not self.sequence:  # every step was one a passing sequence took: nothing ran
+            return
         problem = self.fuzz.end_sequence(self.sequence, judge_mail=not self.broken)
         if problem is not None:
             check, message, figures = problem

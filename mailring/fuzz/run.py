@@ -25,6 +25,7 @@ from hypothesis.errors import HypothesisException
 from hypothesis.stateful import run_state_machine_as_test
 
 from mailring import faults
+from mailring.checks import CheckError
 from mailring.checks.convergence import converge, servers_settled
 from mailring.checks.holders import Handover, HolderWatch, handovers
 from mailring.client import Client
@@ -91,6 +92,8 @@ class Fuzz:
         self.checked_until = 0.0
         self.writer: FlowWriter | None = None
         self.mail_checked = 0
+        self.restarts = 0  # times the cluster had to be restarted to get back to the model
+        self.passed: set[tuple[Move, ...]] = set()  # step sequences whose every step held
 
     def out_of_time(self) -> bool:
         return time.time() >= self.deadline
@@ -147,38 +150,50 @@ class Fuzz:
         return verdict
 
     def end_sequence(self, sequence: int, judge_mail: bool) -> tuple[str, str, dict[str, Any]] | None:
-        """Heal the sequence's faults and restore the model; judge its mail. The problem, if any."""
-        self.heal("end of sequence")
+        """Heal the sequence's faults, judge its mail, restore the model. The problem, if any."""
         writer, self.writer = self.writer, None
-        if writer is None:
-            return None
-        attempts = writer.stop()
-        if not judge_mail:
-            return None
-        self.progress.status(f"sequence {sequence}: mail: waiting for every queue to drain")
-        verdict = check_flow(self.cluster, self.client, attempts, writer.prefix)
-        self.mail_checked += 1
-        figures = verdict.counts()
-        self.progress.note(f"  #{sequence} mail: {figures}")
-        if verdict.accepted() == 0:
-            return "no_mail_lost", "the writer got no message accepted: nothing was checked", figures
-        if not verdict.valid:
-            return "no_mail_lost", "; ".join(verdict.explain().splitlines()[:3]), figures
-        return None
+        attempts = writer.stop() if writer is not None else None
+        self.heal("end of sequence")
+        problem = None
+        if writer is not None and attempts is not None and judge_mail:
+            self.progress.status(f"sequence {sequence}: mail: waiting for every queue to drain")
+            verdict = check_flow(self.cluster, self.client, attempts, writer.prefix)
+            self.mail_checked += 1
+            figures = verdict.counts()
+            self.progress.note(f"  #{sequence} mail: {figures}")
+            if verdict.accepted() == 0:
+                problem = "no_mail_lost", "the writer got no message accepted: nothing was checked", figures
+            elif not verdict.valid:
+                problem = "no_mail_lost", "; ".join(verdict.explain().splitlines()[:3]), figures
+        self.restore("end of sequence")
+        return problem
 
     def heal(self, why: str) -> list[str]:
-        """Heal every active fault (newest first) and wait until the cluster matches the model."""
+        """Heal every active fault, newest first; the errors."""
         t = time.time()
         errors = self.nemesis.heal_all()
         for target, (_, text) in self.active.items():
             record_fault(self.folder, "heal", text, target, t=t, done=time.time(), by=why)
         self.active.clear()
         self.allowed = []
+        return errors
+
+    def restore(self, why: str) -> None:
+        """Wait until the cluster matches the model with no fault. A cluster that does not get there
+        by itself once healed (no preemption) is restarted (down, up), so the next sequence starts
+        from the model; every HAProxy then sees every server UP."""
         self.progress.status(f"{why}: waiting until the cluster matches the model again")
-        converge(self.cluster, failed=set())
+        try:
+            converge(self.cluster, failed=set())
+        except CheckError as exc:
+            self.progress.note(f"{why}: healed, but the cluster does not return to the model by itself; "
+                               f"restarting lab {self.cluster.lab} ({str(exc)[:200]})")
+            self.restarts += 1
+            self.cluster.down()
+            self.cluster.up()
+            converge(self.cluster, failed=set())
         servers_settled(self.cluster, SETTLE_S)
         self.checked_until = time.time()
-        return errors
 
     def failed(self, sequence: int, moves: list[Move], check: str, message: str,
                figures: dict[str, Any]) -> None:
@@ -209,8 +224,7 @@ def fuzz(cluster: Cluster, folder: RunFolder, options: Options, progress: Progre
                                    "against the ownership model")
     error: str | None = None
     stopped: BaseException | None = None
-    run.progress.status("waiting until the cluster matches the model before the first step")
-    converge(cluster, failed=set())
+    run.restore("before the first step")
     run.watch.start()
     try:
         cls = seed(options.seed)(machine_class(run))
@@ -225,9 +239,12 @@ def fuzz(cluster: Cluster, folder: RunFolder, options: Options, progress: Progre
         raise
     finally:
         try:
-            errors = run.heal("end of run") if run.active or run.nemesis.active else []
+            if run.writer is not None:
+                run.writer.stop()
+            errors = run.heal("end of run")
             if errors:
                 run.progress.note("could not heal: " + "; ".join(errors))
+            run.restore("end of run")
         finally:
             run.watch.stop()
             folder.update_meta(end=time.time())
@@ -242,7 +259,8 @@ def _write(run: Fuzz, folder: RunFolder, failure: Failure | None, error: str | N
     results = [Result("step", v.ok, v.message or "every invariant held", v.index,
                       f"#{v.sequence} {v.move.text}", figures={"check": v.check or "all", **v.figures},
                       duration_s=v.duration_s) for v in run.verdicts]
-    extra: dict[str, Any] = {"seed": run.options.seed, "sequences": run.sequences, "steps": run.steps_taken}
+    extra: dict[str, Any] = {"seed": run.options.seed, "sequences": run.sequences, "steps": run.steps_taken,
+                             "restarts": run.restarts}
     if failure is not None:
         path = write_scenario(folder.path, run.topology, failure, run.options, run.flavour)
         command = f"{replay} {path}"

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailring.checks import CheckError
 from mailring.checks.convergence import converge, deadline_s, describe
 from mailring.checks.holders import HolderWatch
 from mailring.checks.mailflow import Attempt, Verdict
@@ -169,6 +170,7 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
     writer: FlowWriter | None = None
     attempts: list[Attempt] | None = None
     mail: Verdict | None = None
+    unrestored: Result | None = None
     try:
         timelines = _start_probes(client, scenario, min(budget, 3600))
         if scenario.no_mail_lost:  # numbered mail to every VIP in turn, all through the run
@@ -248,7 +250,14 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
             progress.note("could not heal: " + "; ".join(errors))
         try:
             progress.status("restoring: waiting until the cluster matches the model again")
-            converge(cluster, failed=set())
+            try:
+                converge(cluster, failed=set())
+            except CheckError as exc:  # healed, yet not back to the model: a verdict, not a crash
+                if stopped is not None:
+                    raise
+                unrestored = Result("restored", False, f"every fault healed, but the cluster did not "
+                                    f"return to the model's owners: {exc}")
+                progress.note(unrestored.message)
             if writer is not None and attempts is not None:
                 progress.status("mail: waiting for every queue to drain, then reading the mailboxes")
                 mail = check_flow(cluster, client, attempts, writer.prefix)
@@ -265,7 +274,7 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
                 except Exception as exc:  # noqa: BLE001 - keep the original error
                     progress.note(f"could not write the verdict or report: {exc}")
     judged = [s for s in sampler.samples if s.t <= t_end]  # not the restoring heal after the end
-    results = judge(scenario, runs, ops, judged, mail)
+    results = judge(scenario, runs, ops, judged, mail) + ([unrestored] if unrestored else [])
     verdict = write_verdict(folder, results, scenario.name, scenario=scenario.path)
     write_report(folder)
     return verdict

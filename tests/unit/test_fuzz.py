@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from mailring.topology import load
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 RING = load(FIXTURES / "topology.yaml")
 LOPSIDED = load(FIXTURES / "topology-lopsided.yaml")
+NOPREEMPT = load(FIXTURES / "topology-nopreempt.yaml")
 TAKEOVER_S = 0.15
 
 
@@ -104,7 +106,12 @@ class SimCluster(Cluster):
         def settle() -> None:
             time.sleep(TAKEOVER_S)
             with self.lock:
-                self.holders = self._owners()
+                owners = self._owners()
+                if self.topology.preempt:
+                    self.holders = owners
+                else:  # a live holder keeps its VIP; only a VIP whose holder left moves
+                    self.holders = {v: h if h and h[0] not in self.out else owners[v]
+                                    for v, h in self.holders.items()}
 
         threading.Thread(target=settle, daemon=True).start()
 
@@ -160,8 +167,13 @@ class SimCluster(Cluster):
         return self.status().faults
 
     def record_fault(self, node: str, state: str | None) -> None: ...
-    def up(self) -> None: ...
-    def down(self) -> None: ...
+    def up(self) -> None:
+        self.calls.append("up")
+        self.out, self.holders = {}, self._owners()
+
+    def down(self) -> None:
+        self.calls.append("down")
+
     def log_text(self, node: str, service: str) -> str:
         return ""
 
@@ -195,3 +207,21 @@ def test_a_lopsided_ring_is_found_shrunk_to_one_step_and_written(tmp_path) -> No
     assert len(scenario.steps) == 1 and scenario.steps[0].verb.name in ("crash", "isolate", "stop")
     assert "# Observed vs expected:\n# expected: 3\n# observed: 4" in path.read_text()
     assert cluster.out == {}  # healed
+
+
+def test_no_preemption_is_found_as_owners_that_never_come_back_in_two_steps(tmp_path, monkeypatch) -> None:
+    import mailring.fuzz.check
+    import mailring.fuzz.run
+    from mailring.checks.convergence import converge
+
+    bound = 4 * TAKEOVER_S  # the sim converges in TAKEOVER_S, not in CARP time
+    monkeypatch.setattr(mailring.fuzz.check, "deadline_s", lambda topo, failed: bound)
+    monkeypatch.setattr(mailring.fuzz.run, "converge", partial(converge, deadline=bound))
+    monkeypatch.setattr(mailring.fuzz.run, "SAMPLE_PERIOD_S", 0.05)
+    cluster, folder, verdict = sim_fuzz(tmp_path, NOPREEMPT, steps=8, seed=2, budget_s=120, examples=5)
+    assert verdict["valid"] is False and verdict["restarts"] >= 1  # healed, restarted to the model
+    assert verdict["results"][-1]["figures"] == {"steps": 2, "check": "owners"}
+    scenario = load_scenario(verdict["scenario"], FIXTURES / "topology-nopreempt.yaml")
+    first, second = scenario.steps
+    assert second.verb.name == first.verb.inverse and second.node == first.node
+    assert "up" in cluster.calls and cluster.out == {}

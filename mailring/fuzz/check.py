@@ -87,6 +87,8 @@ def sweep_targets(topo: Topology, served: dict[str, list[str]]) -> list[dict[str
 
 def unserved(client: Client, targets: list[dict[str, Any]]) -> list[str]:
     """'<service>@<VIP>: <error>' for each target that did not answer ([] when all did)."""
+    if not targets:
+        return []
     res = client.request({"kind": "sweep", "targets": targets})
     return sorted(f"{name}: {r.get('error')}" for name, r in res["results"].items() if not r["ok"])
 

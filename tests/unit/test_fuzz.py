@@ -225,3 +225,17 @@ def test_no_preemption_is_found_as_owners_that_never_come_back_in_two_steps(tmp_
     first, second = scenario.steps
     assert second.verb.name == first.verb.inverse and second.node == first.node
     assert "up" in cluster.calls and cluster.out == {}
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["--steps", "0"], "mailring: --steps: expected a whole number of at least 1, got '0'; fix the value"),
+    (["--budget", "5"], "mailring: --budget: expected a duration like 4s or 1500ms, got '5'; fix the value"),
+    (["--seed", "x"], "mailring: --seed: expected a whole number, got 'x'; fix the value"),
+    (["--topology", "/nonexistent/topology.yaml"], "mailring: /nonexistent/topology.yaml: file not found"),
+])
+def test_bad_input_is_one_line_and_exit_2_before_anything_starts(argv, line, capsys) -> None:
+    from mailring.cli.main import main
+
+    assert main(["fuzz", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(line) and err.count("\n") == 1

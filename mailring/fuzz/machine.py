@@ -17,7 +17,9 @@ Shrinking re-runs many candidates; a step whose sequence so far is one a
 checked sequence already took with every invariant holding is not run at
 once (the model is deterministic): it runs, and is checked again, only when
 the candidate goes past what is known, so a candidate that is a known
-passing prefix costs the cluster nothing.
+passing prefix costs the cluster nothing; one that repeats a failing
+sequence fails again at once (Hypothesis's last replay of the shrunk one
+always runs on the cluster).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class FaultSequence(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.final = _is_final()
+        self.fuzz.machines += 1
+        self.first = self.fuzz.machines == 1
         if self.fuzz.out_of_time() and not self.final:
             reject()
         self.state = FaultState(self.fuzz.topology, self.fuzz.flavour, self.fuzz.kinds)
@@ -58,8 +62,13 @@ class FaultSequence(RuleBasedStateMachine):
         self.sequence = 0  # the sequence's number once it touches the cluster
 
     def take(self, move: Move) -> None:
+        if self.first and not self.final:
+            reject()  # Hypothesis's first example is its simplest: crash mail01, boot mail01, ... again
         if self.fuzz.out_of_time() and not self.final:
             reject()
+        known = self.fuzz.failing.get(tuple(self.moves + [move]))
+        if known is not None and not self.sequence and not self.final:  # the same steps failed before
+            self._broken(f"step {len(self.moves) + 1} ({move.text}): {known} (as before)")
         try:
             if not self.sequence and tuple(self.moves + [move]) in self.fuzz.passed:
                 self.deferred.append(move)  # known to hold: run it only if the sequence goes further
@@ -108,9 +117,9 @@ class FaultSequence(RuleBasedStateMachine):
             self.fuzz.passed.add(tuple(moves))
             return
         self.broken = True
+        self.fuzz.failing[tuple(moves)] = f"{verdict.check}: {verdict.message}"
         self.fuzz.failed(self.sequence, list(moves), verdict.check, verdict.message, verdict.figures)
-        raise InvariantBroken(f"step {verdict.index} ({verdict.move.text}): {verdict.check}: "
-                              f"{verdict.message}")
+        self._broken(f"step {verdict.index} ({verdict.move.text}): {verdict.check}: {verdict.message}")
 
     def teardown(self) -> None:
         if not self.sequence:  # every step was one a passing sequence took: nothing ran
@@ -119,7 +128,13 @@ class FaultSequence(RuleBasedStateMachine):
         if problem is not None:
             check, message, figures = problem
             self.fuzz.failed(self.sequence, list(self.moves), check, message, figures)
-            raise InvariantBroken(f"after the sequence: {check}: {message}")
+            self._broken(f"after the sequence: {check}: {message}")
+
+    def _broken(self, message: str) -> None:
+        """The one place a broken invariant is raised: Hypothesis tells failures apart by where they
+        are raised, and a step that fails again from the record must count as the same failure."""
+        self.broken = True
+        raise InvariantBroken(message)
 
 
 def _is_final() -> bool:

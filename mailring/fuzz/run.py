@@ -83,7 +83,8 @@ class Fuzz:
         self.watch = HolderWatch(cluster, SAMPLE_PERIOD_S,
                                  record=lambda status, t: record_ownership(folder, status, t))
         self.deadline = time.time() + options.budget_s
-        self.sequences = 0
+        self.sequences = 0  # sequences run on the cluster
+        self.machines = 0  # sequences Hypothesis began (some never touch the cluster)
         self.steps_taken = 0
         self.verdicts: list[StepVerdict] = []
         self.failures: list[Failure] = []
@@ -94,6 +95,7 @@ class Fuzz:
         self.mail_checked = 0
         self.restarts = 0  # times the cluster had to be restarted to get back to the model
         self.passed: set[tuple[Move, ...]] = set()  # step sequences whose every step held
+        self.failing: dict[tuple[Move, ...], str] = {}  # step sequences whose last step failed -> why
 
     def out_of_time(self) -> bool:
         return time.time() >= self.deadline

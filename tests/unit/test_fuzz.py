@@ -239,3 +239,20 @@ def test_bad_input_is_one_line_and_exit_2_before_anything_starts(argv, line, cap
     assert main(["fuzz", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(line) and err.count("\n") == 1
+
+
+def test_ctrl_c_mid_sequence_heals_everything_and_leaves_an_unknown_verdict(tmp_path) -> None:
+    class Interrupted(SimCluster):
+        def isolate(self, node: str) -> None:
+            super().isolate(node)
+            raise KeyboardInterrupt
+
+    cluster = Interrupted(RING)
+    folder = RunFolder.create("fuzz", root=tmp_path / "runs")
+    options = Options(mail=False, kinds=("isolate",), steps=10, seed=5, budget_s=60)
+    with pytest.raises(KeyboardInterrupt):
+        fuzz(cluster, folder, options, Progress(plain=True))
+    assert cluster.out == {} and "isolate" in " ".join(cluster.calls) and cluster.calls[-1].startswith(
+        ("heal", "boot"))
+    verdict = json.loads((folder.path / "verdict.json").read_text())
+    assert verdict["valid"] == "unknown" and "KeyboardInterrupt" in verdict["results"][-1]["message"]

@@ -15,8 +15,8 @@ import argparse
 import statistics
 import time
 
-from mailring.checks.convergence import converge
 from mailring.cluster import open_cluster
+from mailring.polling.convergence import converge
 from mailring.topology import load
 
 

@@ -16,9 +16,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from mailring.checks import NotYet
 from mailring.checks.mailflow import ACCEPTED, Attempt, Verdict, judge
-from mailring.checks.wait import NotYet, eventually
 from mailring.client import ProbeError, parse_stream
+from mailring.polling.wait import eventually
 
 if TYPE_CHECKING:
     from mailring.client import Client

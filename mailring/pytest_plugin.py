@@ -189,9 +189,10 @@ def cluster_factory(pytestconfig: pytest.Config) -> Iterator:
 def nemesis(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator:
     """Faults for one test; every fault still active is healed at teardown, then the
     cluster must converge back to the model (each test leaves it as it found it)."""
-    from mailring.checks.convergence import converge, servers_settled
     from mailring.checks.serving import check_deadline_s
     from mailring.nemesis import Nemesis
+    from mailring.polling.convergence import converge
+    from mailring.polling.haproxy import servers_settled
 
     if request.node.get_closest_marker("destructive") is None:
         raise pytest.UsageError(f"{request.node.nodeid} uses nemesis: mark it @pytest.mark.destructive")

@@ -21,25 +21,21 @@ A session not (yet) in the log raises ``SessionNotFound``, a ``NotYet`` (so
 ``eventually`` polls for a late log line) and a ``CheckError``; a wrong address
 raises ``ClientAddressError``, a verdict that fails at once.
 
-Two thin adapters read a running cluster: ``LogCursor`` remembers where logs
-ended so callers read only what was logged after a probe began (a health check
-from another node may have used the same source port seconds earlier), and
-``wait_server`` waits for HAProxy's runtime API to report a server UP or DOWN.
+Reading a running cluster is ``mailring.polling``'s: ``polling.logs.LogCursor``
+reads only what was logged after a probe began (a health check from another
+node may have used the same source port seconds earlier), and
+``polling.haproxy.wait_server`` waits for HAProxy's runtime API to report a
+server UP or DOWN.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from mailring.checks import CheckError
-from mailring.checks.wait import NotYet, eventually
-from mailring.logparse import DovecotRecord, HaproxyRecord, PostfixRecord, Record, parse_lines
-
-if TYPE_CHECKING:
-    from mailring.cluster import Cluster
+from mailring.checks import CheckError, NotYet
+from mailring.logparse import DovecotRecord, HaproxyRecord, PostfixRecord, Record
 
 
 class SessionNotFound(CheckError, NotYet):
@@ -199,30 +195,20 @@ def server_states(show_stat: str) -> dict[tuple[str, str], ServerState]:
     return out
 
 
-def wait_server(cluster: Cluster, node: str, backend: str, server: str, up: bool,
-                deadline_s: float) -> ServerState:
-    """Wait until HAProxy on ``node`` reports ``backend/server`` UP (or DOWN); return its state."""
-    def check() -> ServerState:
-        state = server_states(cluster.haproxy_command(node, "show stat")).get((backend, server))
-        if state is None:
-            raise NotYet(f"HAProxy on {node} has no server {backend}/{server}")
-        if not (state.up if up else state.down):
-            raise NotYet(f"{backend}/{server} is {state.status} ({state.check_status}: "
-                         f"{state.check_desc or state.last_chk})")
-        return state
-
-    return eventually(check, deadline_s, f"HAProxy on {node} marking {backend}/{server} "
-                      f"{'UP' if up else 'DOWN'}", poll_s=0.1)
+def server_reached(states: dict[tuple[str, str], ServerState], node: str, backend: str, server: str,
+                   up: bool) -> ServerState:
+    """``backend/server``'s state if HAProxy on ``node`` reports it UP (or DOWN); NotYet otherwise."""
+    state = states.get((backend, server))
+    if state is None:
+        raise NotYet(f"HAProxy on {node} has no server {backend}/{server}")
+    if not (state.up if up else state.down):
+        raise NotYet(f"{backend}/{server} is {state.status} ({state.check_status}: "
+                     f"{state.check_desc or state.last_chk})")
+    return state
 
 
-class LogCursor:
-    """Remembers where logs ended, so a check reads only what was written after a probe began."""
-
-    def __init__(self, cluster: Cluster, where: Sequence[tuple[str, str]]) -> None:
-        self.cluster = cluster
-        self.marks = {(node, svc): len(cluster.log_text(node, svc)) for node, svc in where}
-
-    def records(self, node: str, service: str) -> list[Record]:
-        """The lines ``service`` on ``node`` logged since the cursor was made, parsed."""
-        text = self.cluster.log_text(node, service)
-        return parse_lines(service, text[self.marks.get((node, service), 0):])
+def unsettled_servers(node: str, states: dict[tuple[str, str], ServerState]) -> list[str]:
+    """One line per server HAProxy on ``node`` does not see fully UP ("UP 1/2" on its way,
+    DOWN or MAINT), [] when every server is UP."""
+    return [f"{node}: {backend}/{server} {st.status}"
+            for (backend, server), st in states.items() if st.status != "UP"]

@@ -2,11 +2,12 @@
 
 ``converge()`` waits until every VIP has exactly the expected holder, so a
 check after it can never see a double holder that came and went.
-``HolderWatch`` reads ``cluster.status()`` in a thread, over and over (with its
-own clock, timestamped), while a test, a scenario run or the fuzzer faults the
-cluster; it hands each sample to an optional recorder (the run folder's
-ownership.jsonl) and answers "who holds what now" and "since when" for the
-runners' waits. ``double_holders`` judges the samples: any VIP held by two
+``mailring.polling.holders.HolderWatch`` reads ``cluster.status()`` in a
+thread, over and over (with its own clock, timestamped), while a test, a
+scenario run or the fuzzer faults the cluster; it hands each sample to an
+optional recorder (the run folder's ownership.jsonl) and answers "who holds
+what now" and "since when" for the runners' waits. ``double_holders`` judges
+the samples: any VIP held by two
 reachable nodes in any sample is named, with when and how often.
 
 One exception, derived from the model: a ``Handover``. When a VIP's expected
@@ -20,16 +21,11 @@ fails. ``handovers`` lists them for one fault step.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from mailring.checks import CheckError
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mailring.cluster import Cluster, Status
     from mailring.topology import Topology
 
 
@@ -96,74 +92,3 @@ def held_as(sample: Sample, expected: Mapping[str, str | None]) -> bool:
     """Does the sample show exactly the expected holder (or nobody, for None) of every VIP?"""
     return all(sample.holders.get(vip, ()) == ((o,) if o else ()) for vip, o in expected.items())
 
-
-class HolderWatch:
-    """Reads the VIP holders in a thread until stopped; ``samples`` grows meanwhile.
-
-    Use as a context manager around the faults (or ``start()``/``stop()``);
-    ``check()`` then raises CheckError naming every double holder, or when fewer
-    than ``minimum`` samples were read. ``record`` gets every sample's status and
-    time (the run folder's ownership.jsonl).
-    """
-
-    def __init__(self, cluster: Cluster, poll_s: float = 0.05,
-                 record: Callable[[Status, float], Any] | None = None) -> None:
-        self.cluster, self.poll_s, self.record = cluster, poll_s, record
-        self.samples: list[Sample] = []
-        self.errors: list[str] = []
-        self.latest: Status | None = None
-        self.started = 0.0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="holder-watch", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            t = time.time()
-            try:
-                status = self.cluster.status()
-                if self.record is not None:
-                    self.record(status, t)
-            except Exception as exc:  # noqa: BLE001 - a node mid-crash: reported, not fatal
-                self.errors.append(f"+{t - self.started:.2f} s: {exc}")
-            else:
-                with self._lock:
-                    self.samples.append(Sample(t, {v: tuple(h) for v, h in status.holders.items()}))
-                    self.latest = status
-            self._stop.wait(self.poll_s)
-
-    def start(self) -> HolderWatch:
-        self.started = time.time()
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(30)
-
-    def __enter__(self) -> HolderWatch:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def since(self, t: float) -> list[Sample]:
-        """The samples read from ``t`` on (a copy: safe while the thread appends)."""
-        with self._lock:
-            return [s for s in self.samples if s.t >= t]
-
-    def reached(self, since: float, expected: Mapping[str, str | None]) -> float | None:
-        """The time of the first sample from ``since`` on that shows the expected holders."""
-        return next((s.t for s in self.since(since) if held_as(s, expected)), None)
-
-    def check(self, allowed: list[Handover] | tuple[Handover, ...] = (), minimum: int = 20) -> list[str]:
-        """Raise unless at least ``minimum`` samples were read and none had two holders of one
-        VIP (but for ``allowed`` handovers); return the forgiven handover doubles, described."""
-        if len(self.samples) < minimum:
-            raise CheckError(f"only {len(self.samples)} holder samples read (wanted {minimum}); "
-                             f"errors: {self.errors[-3:]}")
-        doubles = double_holders(self.samples, self.started, allowed)
-        if doubles:
-            raise CheckError("split brain: " + "; ".join(doubles))
-        return double_holders(self.samples, self.started)

@@ -1,39 +1,27 @@
-"""Which node served a session? The greetings name it (Postfix banner, Dovecot greeting)."""
+"""Which node served a session? The greetings name it (Postfix banner, Dovecot greeting).
+
+``mailring.polling.serving`` opens the sessions; this judges their answers.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from mailring.checks.wait import NotYet, eventually
+from mailring.checks import NotYet
 
 if TYPE_CHECKING:
-    from mailring.client import Client
     from mailring.topology import Topology
 
 
-def served_by(client: Client, topo: Topology, vip: str, service: str) -> str:
-    """The node named in the greeting of one fresh session on ``vip``/``service``."""
-    svc = topo.services[service]
-    res = client.banner(vip, svc.port, svc.protocol)
+def greeting_node(topo: Topology, vip: str, service: str, res: dict[str, Any]) -> str:
+    """The node named in a banner probe's answer ``res`` on ``vip``/``service``; NotYet when the
+    session failed or its greeting names no single mail node."""
     if not res["ok"]:
         raise NotYet(f"{service}@{vip}: {res.get('error')}")
     names = [n.name for n in topo.mail_nodes if n.name in res["banner"]]
     if len(names) != 1:
         raise NotYet(f"{service}@{vip}: greeting names no single node: {res['banner']!r}")
     return names[0]
-
-
-def wait_served(client: Client, topo: Topology, vip: str, service: str, want, deadline_s: float,
-                what: str) -> str:
-    """Wait until a fresh session on vip/service is served by a node for which want(node) holds."""
-
-    def check() -> str:
-        node = served_by(client, topo, vip, service)
-        if not want(node):
-            raise NotYet(f"{service}@{vip} served by {node}")
-        return node
-
-    return eventually(check, deadline_s, what)
 
 
 def check_deadline_s(topo: Topology) -> float:

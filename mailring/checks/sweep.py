@@ -1,8 +1,10 @@
-"""Every service on every VIP, probed at once from the client, checked against the model.
+"""Every service on every VIP, probed at once from the client, judged against the model.
 
 A sweep answers "does the cluster serve what the topology promises, from the
 node the model expects?": the SMTP and POP3/IMAP greetings name the serving
 node, so a VIP answered by the wrong node (a backup, a split brain) shows.
+``targets`` says what to probe, ``problems`` judges the answers;
+``mailring.polling.sweep`` sends the probe.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from mailring.protocols import named_greetings
 
 if TYPE_CHECKING:
-    from mailring.client import Client
     from mailring.topology import Topology
 
 NAMED = named_greetings()  # protocols whose greeting names the serving node
@@ -28,30 +29,18 @@ def targets(topo: Topology) -> list[dict[str, Any]]:
     return out
 
 
-def sweep(client: Client, topo: Topology, expected: dict[str, str | None]) -> list[str]:
-    """Problems seen, one line each ([] when every service on every VIP answers from its owner)."""
-    res = client.request({"kind": "sweep", "targets": targets(topo)})
-    problems = []
-    for name, r in res["results"].items():
+def problems(topo: Topology, results: dict[str, dict[str, Any]],
+             expected: dict[str, str | None]) -> list[str]:
+    """One line per '<service>@<VIP>' answer that failed or came from another node than
+    ``expected`` says ([] when every service on every VIP answers from its owner)."""
+    out = []
+    for name, r in results.items():
         svc_name, vip = name.split("@")
         owner = expected.get(vip)
         if owner is None:
             continue  # the model says nobody can serve this VIP
         if not r["ok"]:
-            problems.append(f"{name}: {r.get('error')}")
+            out.append(f"{name}: {r.get('error')}")
         elif topo.services[svc_name].protocol in NAMED and owner not in r.get("banner", ""):
-            problems.append(f"{name}: served by the wrong node ({r.get('banner')!r}, expected {owner})")
-    return sorted(problems)
-
-
-def wait_clean(client: Client, topo: Topology, expected: dict[str, str | None], deadline_s: float,
-               what: str) -> None:
-    """Wait until a sweep finds nothing wrong (clients' ARP caches follow CARP's gratuitous ARPs)."""
-    from mailring.checks.wait import NotYet, eventually
-
-    def check() -> None:
-        problems = sweep(client, topo, expected)
-        if problems:
-            raise NotYet(f"{len(problems)} problems: " + "; ".join(problems[:4]))
-
-    eventually(check, deadline_s, what)
+            out.append(f"{name}: served by the wrong node ({r.get('banner')!r}, expected {owner})")
+    return sorted(out)

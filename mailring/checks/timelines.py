@@ -1,17 +1,19 @@
-"""Helpers for tests that watch services through a fault with a probe timeline."""
+"""Judging a probe timeline watched through a fault: its targets, failed attempts, outage rows.
+
+``mailring.polling.timelines`` waits on a running timeline with these.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from mailring.checks import CheckError
-from mailring.checks.wait import NotYet, eventually
 from mailring.checks.windows import outage_windows, require_samples
 from mailring.client import target
 from mailring.runs.outages import Outage
 
 if TYPE_CHECKING:
-    from mailring.client import Op, Timeline
+    from mailring.client import Op
     from mailring.topology import Topology
 
 HZ = 20
@@ -52,35 +54,22 @@ def margin_s(topo: Topology) -> float:
     return topo.advbase + CLIENT_ARP_S + PROBE_TIMEOUT_S + 1 / HZ + 0.25
 
 
-def wait_sampling(tl: Timeline, names: list[str], minimum: int = 3) -> None:
-    """Block until every target has `minimum` successful attempts (the probe is running)."""
-
-    def check() -> None:
-        ops = tl.so_far()
-        short = [n for n in names if sum(1 for o in ops if o.target == n and o.ok) < minimum]
-        if short:
-            raise NotYet(f"targets without {minimum} ok samples yet: {short}")
-
-    eventually(check, 15, "probe timeline sampling every target")
+def short_of(ops: list[Op], names: list[str], minimum: int) -> list[str]:
+    """The targets with fewer than ``minimum`` successful attempts in ``ops``."""
+    return [n for n in names if sum(1 for o in ops if o.target == n and o.ok) < minimum]
 
 
-def wait_recovered(tl: Timeline, names: list[str], since: float, deadline_s: float,
-                   must_fail: bool = True) -> None:
-    """Block until every target answers again after `since` (having failed, if must_fail)."""
-
-    def check() -> None:
-        ops = tl.so_far()
-        pending = []
-        for n in names:
-            mine = [o for o in ops if o.target == n and o.t >= since]
-            failed = any(not o.ok for o in mine)
-            if not mine or not mine[-1].ok or (must_fail and not failed):
-                last = mine[-1] if mine else None
-                pending.append(f"{n}: last {last.type + ' ' + (last.error or '') if last else 'none'}")
-        if pending:
-            raise NotYet("; ".join(pending))
-
-    eventually(check, deadline_s, "every watched service answering again")
+def not_recovered(ops: list[Op], names: list[str], since: float, must_fail: bool = True) -> list[str]:
+    """One line per target whose latest attempt after ``since`` failed, or that made none (or,
+    if ``must_fail``, that has not failed yet): [] when every target answers again."""
+    pending = []
+    for n in names:
+        mine = [o for o in ops if o.target == n and o.t >= since]
+        failed = any(not o.ok for o in mine)
+        if not mine or not mine[-1].ok or (must_fail and not failed):
+            last = mine[-1] if mine else None
+            pending.append(f"{n}: last {last.type + ' ' + (last.error or '') if last else 'none'}")
+    return pending
 
 
 def outages_of(ops: list[Op], names: list[str], since: float, test: str, fault: str,

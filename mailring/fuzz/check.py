@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mailring.checks.convergence import deadline_s, describe, differences
-from mailring.checks.holders import Handover, HolderWatch, double_holders, held_as
+from mailring.checks.holders import Handover, double_holders, held_as
 from mailring.checks.timelines import margin_s
+from mailring.polling.holders import HolderWatch
 
 if TYPE_CHECKING:
     from mailring.client import Client

@@ -26,8 +26,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from mailring import faults
 from mailring.checks import CheckError
-from mailring.checks.convergence import converge, servers_settled
-from mailring.checks.holders import Handover, HolderWatch, handovers
+from mailring.checks.holders import Handover, handovers
 from mailring.client import Client
 from mailring.fuzz.check import StepVerdict, check_step
 from mailring.fuzz.machine import InvariantBroken, machine_class
@@ -35,6 +34,9 @@ from mailring.fuzz.moves import FaultState, Move
 from mailring.fuzz.write import write_scenario
 from mailring.mailflow import FlowWriter, check_flow
 from mailring.nemesis import Fault, Nemesis
+from mailring.polling.convergence import converge
+from mailring.polling.haproxy import servers_settled
+from mailring.polling.holders import HolderWatch
 from mailring.runs.records import collect_logs, record_fault, record_ownership
 from mailring.runs.report import write_report
 from mailring.runs.verdict import Result, write_verdict

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailring.checks import CheckError
-from mailring.checks.convergence import converge, deadline_s, describe
-from mailring.checks.holders import HolderWatch
+from mailring.checks.convergence import deadline_s, describe
 from mailring.checks.mailflow import Attempt, Verdict
 from mailring.checks.timelines import margin_s
 from mailring.client import Client, Op, Timeline, target
@@ -28,6 +27,8 @@ from mailring.cluster import TransportError
 from mailring.errors import InputError
 from mailring.mailflow import FlowWriter, check_flow
 from mailring.nemesis import Fault, Nemesis
+from mailring.polling.convergence import converge
+from mailring.polling.holders import HolderWatch
 from mailring.runs.records import collect_logs, record_fault, record_history, record_ownership
 from mailring.runs.report import write_report
 from mailring.runs.store import slug
@@ -112,7 +113,8 @@ def _start_probes(client: Client, scenario: Scenario, seconds: float) -> list[Ti
 
 def _wait_sampling(timelines: list[Timeline], progress: Progress, deadline: float = 20.0) -> None:
     """Every target answered a few times: the probes run and the cluster serves before step 1."""
-    from mailring.checks.wait import NotYet, eventually
+    from mailring.checks import NotYet
+    from mailring.polling.wait import eventually
 
     def check() -> None:
         short = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailring.checks.convergence import converge
+from mailring.polling.convergence import converge
 
 
 @pytest.mark.lab_only("reads ARP replies with iputils arping from client01")

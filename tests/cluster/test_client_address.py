@@ -22,19 +22,19 @@ from typing import Any
 import pytest
 
 from mailring.checks.client_address import (
-    LogCursor,
     check_logged_client,
     dovecot_login,
     expected_peer,
     haproxy_session,
     postfix_session,
-    wait_server,
 )
-from mailring.checks.convergence import converge
-from mailring.checks.wait import eventually
 from mailring.client import Client
 from mailring.logparse import HaproxyRecord
 from mailring.nemesis import Nemesis
+from mailring.polling.convergence import converge
+from mailring.polling.haproxy import wait_server
+from mailring.polling.logs import LogCursor
+from mailring.polling.wait import eventually
 from mailring.render.context import haproxy_backend
 from mailring.report import collect_logs
 

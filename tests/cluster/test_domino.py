@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from mailring.checks.convergence import converge, deadline_s
-from mailring.checks.sweep import wait_clean
+from mailring.checks.convergence import deadline_s
 from mailring.client import Client
 from mailring.nemesis import Nemesis
+from mailring.polling.convergence import converge
+from mailring.polling.sweep import wait_clean
 
 pytestmark = pytest.mark.destructive
 

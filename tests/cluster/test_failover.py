@@ -12,18 +12,10 @@ from __future__ import annotations
 
 import pytest
 
-from mailring.checks.convergence import converge
-from mailring.checks.sweep import sweep
-from mailring.checks.timelines import (
-    HZ,
-    PROBE_TIMEOUT_S,
-    failures_of,
-    margin_s,
-    outages_of,
-    targets_for,
-    wait_recovered,
-    wait_sampling,
-)
+from mailring.checks.timelines import HZ, PROBE_TIMEOUT_S, failures_of, margin_s, outages_of, targets_for
+from mailring.polling.convergence import converge
+from mailring.polling.sweep import sweep
+from mailring.polling.timelines import wait_recovered, wait_sampling
 
 pytestmark = pytest.mark.destructive
 

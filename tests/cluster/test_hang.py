@@ -16,9 +16,10 @@ import time
 import pytest
 
 from mailring import faults
-from mailring.checks.client_address import wait_server
-from mailring.checks.convergence import converge
-from mailring.checks.serving import check_deadline_s, served_by, wait_served
+from mailring.checks.serving import check_deadline_s
+from mailring.polling.convergence import converge
+from mailring.polling.haproxy import wait_server
+from mailring.polling.serving import served_by, wait_served
 from mailring.render.context import haproxy_backend
 
 pytestmark = [pytest.mark.destructive, pytest.mark.faults("hang")]

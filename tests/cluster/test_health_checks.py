@@ -13,10 +13,13 @@ import time
 
 import pytest
 
-from mailring.checks.client_address import LogCursor, server_states, wait_server
+from mailring.checks import NotYet
+from mailring.checks.client_address import server_states
 from mailring.checks.serving import check_deadline_s
-from mailring.checks.wait import NotYet, eventually, steadily
 from mailring.logparse import DovecotRecord
+from mailring.polling.haproxy import wait_server
+from mailring.polling.logs import LogCursor
+from mailring.polling.wait import eventually, steadily
 from mailring.render.context import haproxy_backend
 
 MARGIN_S = 1.5  # the stop itself, the runtime API round trip, the poll

@@ -8,9 +8,11 @@ import time
 
 import pytest
 
-from mailring.checks.convergence import converge, deadline_s
-from mailring.checks.holders import HolderWatch, handovers
-from mailring.checks.sweep import wait_clean
+from mailring.checks.convergence import deadline_s
+from mailring.checks.holders import handovers
+from mailring.polling.convergence import converge
+from mailring.polling.holders import HolderWatch
+from mailring.polling.sweep import wait_clean
 
 pytestmark = pytest.mark.destructive
 

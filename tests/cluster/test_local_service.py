@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailring.checks.serving import check_deadline_s, served_by, wait_served
+from mailring.checks.serving import check_deadline_s
+from mailring.polling.serving import served_by, wait_served
 
 pytestmark = pytest.mark.destructive
 

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from mailring.checks.convergence import converge, deadline_s
+from mailring.checks.convergence import deadline_s
 from mailring.mailflow import FlowWriter, accepted_on, check_flow, queue_entries
+from mailring.polling.convergence import converge
 
 pytestmark = pytest.mark.destructive
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mailring.checks.serving import check_deadline_s, served_by, wait_served
-from mailring.checks.wait import NotYet, eventually
+from mailring.checks import NotYet
+from mailring.checks.serving import check_deadline_s
+from mailring.polling.serving import served_by, wait_served
+from mailring.polling.wait import eventually
 
 pytestmark = pytest.mark.destructive
 

@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from mailring.checks.wait import NotYet, eventually
+from mailring.checks import NotYet
+from mailring.polling.wait import eventually
 
 DELIVERY_S = 15.0
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailring.checks.wait import NotYet, eventually
+from mailring.checks import NotYet
+from mailring.polling.wait import eventually
 
 TLS_SERVICES = ("pop3s", "imaps", "https")
 VERIFY_FAILED = "CERTIFICATE_VERIFY_FAILED"

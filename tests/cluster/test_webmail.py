@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import pytest
 
-from mailring.checks.client_address import LogCursor, haproxy_session, server_states, wait_server
-from mailring.checks.convergence import converge
-from mailring.checks.wait import eventually
+from mailring.checks.client_address import haproxy_session, server_states
+from mailring.polling.convergence import converge
+from mailring.polling.haproxy import wait_server
+from mailring.polling.logs import LogCursor
+from mailring.polling.wait import eventually
 from mailring.render.context import haproxy_backend, source_hash_backup
 
 REQUESTS = 8

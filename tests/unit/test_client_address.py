@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailring.checks import CheckError
+from mailring.checks import CheckError, NotYet
 from mailring.checks.client_address import (
     ClientAddressError,
     Peer,
@@ -14,9 +14,10 @@ from mailring.checks.client_address import (
     expected_peer,
     haproxy_session,
     postfix_session,
+    server_reached,
     server_states,
+    unsettled_servers,
 )
-from mailring.checks.wait import NotYet
 from mailring.logparse import parse_lines
 
 CLIENT, PORT = "192.168.56.100", 41492
@@ -172,3 +173,16 @@ def test_server_states_from_show_stat() -> None:
     assert not going.up and not going.down and going.check_status == "L7OK"
     with pytest.raises(ValueError):
         server_states("Unknown command.\n")
+
+
+def test_server_reached_and_unsettled_servers() -> None:
+    states = server_states(SHOW_STAT)
+    assert server_reached(states, "mail01", "be_smtp", "mail03", up=False).check_status == "L7RSP"
+    assert server_reached(states, "mail01", "be_smtp", "mail01", up=True).up
+    with pytest.raises(NotYet, match=r"be_smtp/mail02 is UP 1/2 \(L7OK: Layer7 check passed\)"):
+        server_reached(states, "mail01", "be_smtp", "mail02", up=True)
+    with pytest.raises(NotYet, match="HAProxy on mail01 has no server be_smtp/mail09"):
+        server_reached(states, "mail01", "be_smtp", "mail09", up=False)
+    assert unsettled_servers("mail01", states) == ["mail01: be_smtp/mail03 DOWN",
+                                                   "mail01: be_smtp/mail02 UP 1/2"]
+    assert unsettled_servers("mail01", {k: v for k, v in states.items() if v.up}) == []

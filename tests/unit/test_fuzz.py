@@ -212,7 +212,7 @@ def test_a_lopsided_ring_is_found_shrunk_to_one_step_and_written(tmp_path) -> No
 def test_no_preemption_is_found_as_owners_that_never_come_back_in_two_steps(tmp_path, monkeypatch) -> None:
     import mailring.fuzz.check
     import mailring.fuzz.run
-    from mailring.checks.convergence import converge
+    from mailring.polling.convergence import converge
 
     bound = 4 * TAKEOVER_S  # the sim converges in TAKEOVER_S, not in CARP time
     monkeypatch.setattr(mailring.fuzz.check, "deadline_s", lambda topo, failed: bound)

@@ -31,7 +31,7 @@ def test_unit_tests_as_non_root_still_run(pytester, monkeypatch, clean_stamp) ->
 
 
 def test_a_cluster_the_nemesis_cannot_restore_stops_the_session(pytester, monkeypatch, clean_stamp) -> None:
-    import mailring.checks.convergence as convergence
+    import mailring.polling.convergence as convergence
 
     def broken(*_a, **_kw):
         raise AssertionError("VIP 192.168.56.101: expected owner mail01, held by mail05")

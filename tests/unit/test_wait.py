@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailring.checks import CheckError
-from mailring.checks.wait import NotYet, eventually, steadily
+from mailring.checks import CheckError, NotYet
+from mailring.polling.wait import eventually, steadily
 
 
 def reads(*outcomes):

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from mailring.checks.convergence import describe, differences
-from mailring.checks.sweep import sweep
 from mailring.client import Client, probe_request
 from mailring.cluster import TransportError
+from mailring.polling.sweep import sweep
 
 if TYPE_CHECKING:
     from mailring.cluster import Cluster

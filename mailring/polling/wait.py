@@ -19,13 +19,9 @@ from typing import TypeVar
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from mailring.checks import CheckError
+from mailring.checks import CheckError, NotYet
 
 T = TypeVar("T")
-
-
-class NotYet(Exception):
-    """The condition does not hold yet; the message says what was seen."""
 
 
 def eventually(check: Callable[[], T], deadline_s: float, what: str, poll_s: float = 0.05) -> T:

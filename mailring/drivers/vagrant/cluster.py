@@ -309,20 +309,37 @@ class VagrantCluster(Cluster):
         self.record_fault(node, None)
         self.wait_ready(nodes=[node])
 
-    def _service(self, node: str, name: str, start: bool) -> None:
+    def _check_daemon_on(self, node: str, name: str | None) -> str:
+        """The node's role, once ``node`` (and ``name``, a daemon the role runs) are known."""
         self.check_node(node)
-        self.check_daemon(name)
-        ops.check_role(node, self.topology.nodes[node].role, name)
-        for argv in self.guest.service_argvs(name, start):
+        role = self.topology.nodes[node].role
+        if name is not None:
+            self.check_daemon(name)
+            ops.check_role(node, role, name)
+        return role
+
+    def _run_all(self, node: str, argvs: list[list[str]]) -> None:
+        for argv in argvs:
             res = self.run(node, argv)
             if not res.ok:
                 raise RuntimeError(f"{node}: {res}")
 
     def stop_daemon(self, node: str, name: str) -> None:
-        self._service(node, name, start=False)
+        self._check_daemon_on(node, name)
+        self._run_all(node, self.guest.service_argvs(name, start=False))
 
     def start_daemon(self, node: str, name: str) -> None:
-        self._service(node, name, start=True)
+        self._check_daemon_on(node, name)
+        self._run_all(node, self.guest.service_argvs(name, start=True))
+
+    def freeze(self, node: str, daemon: str | None = None) -> None:
+        """SIGSTOP the daemon's processes (None: every daemon of the node), as the guest finds them."""
+        role = self._check_daemon_on(node, daemon)
+        self._run_all(node, self.guest.freeze_argvs(role, daemon, stop=True))
+
+    def thaw(self, node: str, daemon: str | None = None) -> None:
+        role = self._check_daemon_on(node, daemon)
+        self._run_all(node, self.guest.freeze_argvs(role, daemon, stop=False))
 
     def isolate(self, node: str) -> None:
         self.check_node(node)

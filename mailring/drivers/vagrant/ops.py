@@ -5,6 +5,8 @@
   with ``sysctl net.inet.carp.allow=0/1`` (0: every vhid of the node goes to
   INIT, stops advertising and answering for its VIPs, as a dead ucarp would;
   the aliases stay configured, so HAProxy keeps its binds);
+- hang/resume: SIGSTOP/SIGCONT of an rc.d daemon's whole process tree, found
+  from its script's status line (``freeze_argv``);
 - crash: the provider's hard power-off (no ACPI, no clean shutdown);
 - logs: which files hold a service's log on a node;
 - the bundle digest that says whether the provisioned snapshot is current.
@@ -64,6 +66,38 @@ def service_argvs(service: str, start: bool) -> list[list[str]]:
 
 def status_argv(script: str) -> list[str]:
     return ["service", script, "onestatus"]
+
+
+# Hang (stop) or resume (cont) each rc.d script's process tree. rc.subr's status line names
+# the main pids ("postfix is running as pid 812."); a parent is stopped before its children
+# are listed, so it cannot fork one that escapes, and continued after them. pgrep -P with no
+# pattern lists a parent's children. A script that is not running is left alone.
+FREEZE_SH = r"""stop() {
+  kill -STOP "$1" 2>/dev/null || return 0
+  for c in $(pgrep -P "$1"); do stop "$c"; done
+}
+cont() {
+  for c in $(pgrep -P "$1"); do cont "$c"; done
+  kill -CONT "$1" 2>/dev/null; true
+}
+op=$1; shift
+for s; do
+  pids=$(service "$s" onestatus 2>/dev/null | sed -n 's/.* is running as pid \([0-9][0-9 ]*\).*/\1/p')
+  [ -n "$pids" ] || { echo "$s is not running: nothing to $op"; continue; }
+  for p in $pids; do "$op" "$p"; done
+done"""
+
+
+def daemon_scripts(role: str, daemon: str | None) -> tuple[str, ...]:
+    """The rc.d scripts behind one mailring daemon, or behind every daemon of a node of ``role``
+    (CARP, the kernel's, has none)."""
+    daemons = ROLE_SERVICES.get(role, ()) if daemon is None else (daemon,)
+    return tuple(s for d in daemons if d != "carp" for s in RC_SCRIPTS[d])
+
+
+def freeze_argv(scripts: tuple[str, ...], stop: bool) -> list[str]:
+    """SIGSTOP (or SIGCONT) every process of each rc.d script's tree, in one shell."""
+    return ["sh", "-c", FREEZE_SH, "sh", "stop" if stop else "cont", *scripts]
 
 
 def crash_argv(provider: str, machine_id: str, libvirt_uri: str = "qemu:///system") -> list[str]:

@@ -3,7 +3,7 @@
 The topology's ``vagrant.os`` picks one (``guest_for``); the driver calls only
 this interface, so it has no OS branches: which flavour is rendered and how it
 is applied, which addresses a node holds and whether its cluster NIC is up,
-service control, readiness, isolation and log paths.
+service control, hanging and resuming daemons, readiness, isolation and log paths.
 """
 
 from __future__ import annotations
@@ -54,6 +54,12 @@ class Guest(abc.ABC):
     @abc.abstractmethod
     def service_argvs(self, service: str, start: bool) -> list[list[str]]:
         """Commands that stop or start one mailring service."""
+
+    @abc.abstractmethod
+    def freeze_argvs(self, role: str, daemon: str | None, stop: bool) -> list[list[str]]:
+        """Commands that SIGSTOP (``stop``) or SIGCONT every process of one mailring daemon
+        (None: of every daemon a node of ``role`` runs), never the kernel, init or sshd. A
+        daemon that is not running is left alone, as the lab's init does."""
 
     @abc.abstractmethod
     def ready_argv(self, role: str) -> list[str]:

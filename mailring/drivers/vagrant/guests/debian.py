@@ -4,6 +4,12 @@ provision/debian/vm/apply.py makes one unit per process of the lab's
 services.yaml, grouped per mailring service in ``mailring-<service>.target``;
 ucarp adds a VIP to the cluster NIC as a /32 while it is master and removes
 it otherwise, so the VIPs a node holds are the /32s on that NIC.
+
+A hung daemon is ``systemctl kill --signal=SIGSTOP`` of its units
+(``mailring-<service>-*.service``): systemctl kill signals every process in a
+unit's control group by default, and a unit with none (stopped) is left alone.
+ucarp is one of those daemons here, so a whole hung node stops advertising and
+its VIPs move, as in the lab (``mailring.faults``: hang's per-OS rule).
 """
 
 from __future__ import annotations
@@ -50,6 +56,11 @@ class Debian(Guest):
             raise InputError(f"unknown service {service!r}; use one of: "
                              f"{', '.join(s for names in ROLE_SERVICES.values() for s in names)}")
         return [["systemctl", "start" if start else "stop", f"mailring-{service}.target"]]
+
+    def freeze_argvs(self, role: str, daemon: str | None, stop: bool) -> list[list[str]]:
+        daemons = ROLE_SERVICES.get(role, ()) if daemon is None else (daemon,)
+        return [["systemctl", "kill", f"--signal={'SIGSTOP' if stop else 'SIGCONT'}",
+                 *(f"mailring-{d}-*.service" for d in daemons)]]
 
     def ready_argv(self, role: str) -> list[str]:
         return ["systemctl", "list-units", "--all", "--plain", "--no-legend", "mailring-*.service"]

@@ -58,6 +58,15 @@ class FreeBSD(Guest):
                         f'then exit 0; fi; exec {shlex.join(argv)}'])
         return out
 
+    def freeze_argvs(self, role: str, daemon: str | None, stop: bool) -> list[list[str]]:
+        """The rc.d scripts' process trees (``ops.freeze_argv``). CARP is the kernel's here:
+        a whole hung node keeps advertising and its VIPs stay (``mailring.faults``), and
+        there is no CARP process to hang on its own."""
+        if daemon == "carp":
+            raise InputError("carp runs in the FreeBSD kernel: there is no process to hang; "
+                             "`stop NODE carp` takes the node out of CARP")
+        return [ops.freeze_argv(ops.daemon_scripts(role, daemon), stop)]
+
     def ready_argv(self, role: str) -> list[str]:
         scripts = ops.READY_SCRIPTS[role]
         return ["sh", "-c", 'for s; do service "$s" onestatus >/dev/null 2>&1 || echo "$s"; done; true',

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from mailring.cluster import Cluster, NodeStatus, Result, Running, Status, TransportError
-from mailring.drivers.lab import control, netns, preflight
+from mailring.drivers.lab import control, netns, preflight, procs
 from mailring.drivers.lab.names import LabNames
 from mailring.drivers.lab.ready import wait_owners, wait_ready, wait_services
 from mailring.errors import InputError
@@ -157,7 +157,7 @@ class LabCluster(Cluster):
         errors = []
         spaces = [ns for ns in self._namespaces(state) if ns in netns.existing()]
         for ns in spaces:
-            self._kill_all(ns)
+            procs.kill_all(ns)
         for ns in spaces:
             err = netns.remove(ns)
             if err:
@@ -167,21 +167,12 @@ class LabCluster(Cluster):
         if errors:
             raise RuntimeError("lab teardown left: " + "; ".join(errors))
 
-    def _kill_all(self, ns: str) -> None:
-        pids = _netns_pids(ns)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        _wait_empty(ns)
-
     # -- commands -------------------------------------------------------------
     def _init_pid(self, node: str) -> int:
         self.check_node(node)
-        for pid in _netns_pids(self.names.netns(node)):
-            if _nspid(pid) == 1:
-                return pid
+        pid = procs.init_pid(self.names.netns(node))
+        if pid is not None:
+            return pid
         if self.names.netns(node) not in netns.existing():
             raise TransportError(f"lab {self.lab} is not up (no namespace {self.names.netns(node)}); "
                                  f"run: mailring up --lab {self.lab}")
@@ -189,7 +180,7 @@ class LabCluster(Cluster):
         raise TransportError(f"{node} is not running ({state}); boot it: mailring boot {node}")
 
     def _nsenter(self, node: str, argv: list[str]) -> list[str]:
-        return ["nsenter", "-t", str(self._init_pid(node)), "-n", "-m", "-p", "-u", "--", *argv]
+        return procs.nsenter(self._init_pid(node), argv)
 
     def run(self, node: str, argv: list[str], timeout: float = 60.0,
             input: str | None = None) -> Result:
@@ -209,7 +200,7 @@ class LabCluster(Cluster):
             raise TransportError(f"{node}: cannot run {argv[0]}: {exc}") from exc
 
     def start(self, node: str, argv: list[str]) -> Running:
-        return _LabRunning(argv, self._nsenter(node, argv))
+        return procs.LabRunning(argv, self._nsenter(node, argv))
 
     def probe_argv(self) -> list[str]:
         return [NODE_PYTHON, str(PROBE)]
@@ -223,18 +214,18 @@ class LabCluster(Cluster):
         self.record_fault(node, "crashed")
         netns.link(ns, up=False)  # a dead NIC: no ARP reply, no RST
         netns.drop_addresses(ns, keep=str(self.topology.nodes[node].address))
-        _wait_empty(ns)
+        procs.wait_empty(ns)
 
     def boot(self, node: str) -> None:
         self.check_node(node)
-        if _netns_pids(self.names.netns(node)):
+        if procs.netns_pids(self.names.netns(node)):
             raise InputError(f"{node} is running; crash it before booting it")
         netns.link(self.names.netns(node), up=True)
         carp = ("carp", "carp-backup") if self.topology.nodes[node].role == "mail" else ()
         self._start_init(node, hold=carp)
         self.record_fault(node, None)
         deadline = time.monotonic() + 10
-        while not self.names.control(node).exists() or not _fresh(self.names.control(node)):
+        while not self.names.control(node).exists() or not control.answers(self.names.control(node)):
             if time.monotonic() > deadline:
                 raise TransportError(f"{node}: init did not come up; see {self.names.disk(node)}/init.log")
             time.sleep(0.02)
@@ -323,7 +314,7 @@ class LabCluster(Cluster):
             elif node.name in faults:
                 state = faults[node.name]
             else:
-                state = "up" if _netns_pids(ns) else "down"
+                state = "up" if procs.netns_pids(ns) else "down"
             nodes[node.name] = NodeStatus(node.name, state, str(node.address))
             if state != "up":
                 continue
@@ -332,82 +323,3 @@ class LabCluster(Cluster):
                 if addr in holders:
                     holders[addr].append(node.name)
         return Status(nodes=nodes, holders=holders, faults=faults)
-
-
-class _LabRunning(Running):
-    def __init__(self, argv: list[str], cmd: list[str]) -> None:
-        self.argv = argv
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self.readers = [threading.Thread(target=_drain, args=(s, b), daemon=True)
-                        for s, b in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
-        for t in self.readers:
-            t.start()
-
-    def peek(self) -> str:
-        return "".join(list(self.out))
-
-    def stop(self, timeout: float = 10.0) -> Result:
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            # nsenter -p forks: the command is nsenter's child, inside the node; kill it first
-            for child in _children(self.proc.pid):
-                try:
-                    os.kill(child, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            self.proc.kill()
-            self.proc.wait()
-        for t in self.readers:
-            t.join(timeout)
-        return Result(self.argv, self.proc.returncode, "".join(self.out), "".join(self.err))
-
-
-def _drain(stream, buf: list[str]) -> None:
-    for line in stream:
-        buf.append(line)
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except (FileNotFoundError, ValueError):
-        return []
-
-
-def _wait_empty(ns: str, deadline_s: float = 5.0) -> None:
-    """Wait (bounded) until no process is left in a namespace after its processes were killed."""
-    deadline = time.monotonic() + deadline_s
-    while _netns_pids(ns) and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
-def _netns_pids(ns: str) -> list[int]:
-    res = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
-    return [int(p) for p in res.stdout.split()] if res.returncode == 0 else []
-
-
-def _nspid(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("NSpid:"):
-                return int(line.split()[-1])
-    except (FileNotFoundError, ValueError):
-        return None
-    return None
-
-
-def _fresh(path: Path) -> bool:
-    """The control socket accepts connections (an old one from before a crash does not)."""
-    try:
-        control.call(path, "status", timeout=1)
-        return True
-    except TransportError:
-        return False

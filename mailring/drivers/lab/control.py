@@ -27,3 +27,12 @@ def call(control: Path, op: str, service: str | None = None, timeout: float = 15
     if not answer.get("ok"):
         raise TransportError(f"node init at {control}: {answer.get('error')}")
     return answer["services"]
+
+
+def answers(control: Path) -> bool:
+    """The control socket accepts requests (one left from before a crash does not)."""
+    try:
+        call(control, "status", timeout=1)
+        return True
+    except TransportError:
+        return False

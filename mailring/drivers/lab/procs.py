@@ -1,0 +1,114 @@
+"""A lab node's processes, seen from the host: find them, run commands among them, kill them.
+
+A node's processes are the ones in its network namespace (``ip netns pids``);
+its init is the one whose pid in the node's own PID namespace is 1. Commands
+enter the init's namespaces with ``nsenter``; ``LabRunning`` is one that keeps
+running while the caller reads its output (the probe agent).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from mailring.cluster import Result, Running
+
+
+def netns_pids(ns: str) -> list[int]:
+    """Every process in network namespace ``ns`` ([] when it does not exist)."""
+    res = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+    return [int(p) for p in res.stdout.split()] if res.returncode == 0 else []
+
+
+def nspid(pid: int) -> int | None:
+    """The pid a process has in its own (innermost) PID namespace."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    except (FileNotFoundError, ValueError):
+        return None
+    return None
+
+
+def init_pid(ns: str) -> int | None:
+    """The host pid of the init (pid 1 of its PID namespace) running in ``ns``, if any."""
+    return next((pid for pid in netns_pids(ns) if nspid(pid) == 1), None)
+
+
+def nsenter(pid: int, argv: list[str]) -> list[str]:
+    """``argv`` run in the network, mount, PID and UTS namespaces of process ``pid``."""
+    return ["nsenter", "-t", str(pid), "-n", "-m", "-p", "-u", "--", *argv]
+
+
+def kill_all(ns: str) -> None:
+    """SIGKILL every process in ``ns`` and wait (bounded) until none is left."""
+    for pid in netns_pids(ns):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    wait_empty(ns)
+
+
+def wait_empty(ns: str, deadline_s: float = 5.0) -> None:
+    """Wait (bounded) until no process is left in a namespace after its processes were killed."""
+    deadline = time.monotonic() + deadline_s
+    while netns_pids(ns) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+class LabRunning(Running):
+    """A command running in a node; its output is read while it runs, ``stop`` ends it."""
+
+    def __init__(self, argv: list[str], cmd: list[str]) -> None:
+        self.argv = argv
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.readers = [threading.Thread(target=drain_into, args=(s, b), daemon=True)
+                        for s, b in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for t in self.readers:
+            t.start()
+
+    def peek(self) -> str:
+        return "".join(list(self.out))
+
+    def stop(self, timeout: float = 10.0) -> Result:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            # nsenter -p forks: the command is nsenter's child, inside the node; kill it first
+            for child in children(self.proc.pid):
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc.kill()
+            self.proc.wait()
+        for t in self.readers:
+            t.join(timeout)
+        return Result(self.argv, self.proc.returncode, "".join(self.out), "".join(self.err))
+
+
+def drain_into(stream, buf: list[str]) -> None:
+    """Append every line of ``stream`` to ``buf`` (in a reader thread)."""
+    for line in stream:
+        buf.append(line)
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of a host process."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (FileNotFoundError, ValueError):
+        return []

@@ -28,7 +28,33 @@ T = TypeVar("T")
 
 def probe_request(req: dict[str, Any]) -> str:
     """The request as probe.py reads it: JSON, with the protocol table it checks greetings by."""
-    return json.dumps({**req, "protocols": protocols.probe_table()})
+    return json.dumps(with_protocols(req))
+
+
+def with_protocols(req: dict[str, Any]) -> dict[str, Any]:
+    """The request with the protocol table probe.py checks greetings by."""
+    return {**req, "protocols": protocols.probe_table()}
+
+
+def banner_request(host: Host, port: int, protocol: str, tls: bool = False, **kw: Any) -> dict[str, Any]:
+    """A banner probe (connect, read the greeting, classify it), for ``Client.request``/``each``."""
+    return {"kind": "banner", "host": str(host), "port": port, "protocol": protocol, "tls": tls, **kw}
+
+
+def http_request(host: Host, port: int, path: str = "/", tls: bool = False, **kw: Any) -> dict[str, Any]:
+    """An HTTP GET probe (kw: source, tls_name, timeout)."""
+    return {"kind": "http", "host": str(host), "port": port, "path": path, "tls": tls, **kw}
+
+
+def dns_request(name: str, server: Host | None = None, port: int | None = None, count: int = 1,
+                rdtype: str = "A", timeout: float = 3.0) -> dict[str, Any]:
+    """A DNS probe: ``count`` fresh queries (no server: the client's own resolv.conf)."""
+    req: dict[str, Any] = {"kind": "dns", "name": name, "rdtype": rdtype, "count": count, "timeout": timeout}
+    if server is not None:
+        req["server"] = str(server)
+    if port is not None:
+        req["port"] = port
+    return req
 
 
 class ProbeError(RuntimeError):
@@ -194,16 +220,28 @@ class Client:
         return self.cluster.topology.client.name
 
     def request(self, req: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        """Run one probe request on the client node and return its JSON result."""
+        """Run one probe request on the client node (by its probe agent) and return its result.
+        Safe to call from several threads at once: the agent runs requests side by side.
+        A driver that cannot keep a command open (no ``open_pipe``) runs a probe per request."""
+        from mailring.agent import AgentError, agent_of
+
         kind = str(req.get("kind"))
         if timeout is None:  # the probe bounds itself; leave room for the transport
             per_try = float(req.get("timeout") or 5)
             timeout = self.timeout + per_try * max(1, int(req.get("count") or 1))
+        if not self.cluster.supports_primitive("open_pipe"):
+            return self._run_once(req, kind, timeout)
+        try:
+            return agent_of(self.cluster).request(with_protocols(req), timeout)
+        except AgentError as e:
+            raise ProbeError(self.node, kind, None, "", str(e)) from None
+
+    def _run_once(self, req: dict[str, Any], kind: str, timeout: float) -> dict[str, Any]:
+        """One probe process for one request (``probe.py '<request>'``)."""
         argv = self.cluster.probe_argv() + [probe_request(req)]
         res = self.cluster.run(self.node, argv, timeout=timeout)
         if res.rc != 0:
-            raise ProbeError(self.node, kind, res.rc, res.stderr or res.stdout,
-                             "probe exited non-zero")
+            raise ProbeError(self.node, kind, res.rc, res.stderr or res.stdout, "probe exited non-zero")
         try:
             out = json.loads(res.stdout)
         except ValueError:
@@ -213,16 +251,19 @@ class Client:
                              f"stdout is not one JSON object: {res.stdout[:300]!r}")
         return out
 
+    def each(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Several independent requests at once (each its own session); results in their order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if len(requests) < 2:
+            return [self.request(r) for r in requests]
+        with ThreadPoolExecutor(max_workers=min(16, len(requests))) as pool:
+            return list(pool.map(self.request, requests))
+
     # convenience -----------------------------------------------------------
     def dns(self, name: str, server: Host | None = None, port: int | None = None, count: int = 1,
             rdtype: str = "A", timeout: float = 3.0) -> dict[str, Any]:
-        req: dict[str, Any] = {"kind": "dns", "name": name, "rdtype": rdtype, "count": count,
-                               "timeout": timeout}
-        if server is not None:
-            req["server"] = str(server)
-        if port is not None:
-            req["port"] = port
-        return self.request(req)
+        return self.request(dns_request(name, server, port, count, rdtype, timeout))
 
     def smtp(self, host: Host, port: int, **kw: Any) -> dict[str, Any]:
         """kw: ehlo, starttls, tls_name, login={user,password}, send={...}, timeout, source."""
@@ -246,13 +287,11 @@ class Client:
 
     def http(self, host: Host, port: int, path: str = "/", tls: bool = False,
              **kw: Any) -> dict[str, Any]:
-        return self.request({"kind": "http", "host": str(host), "port": port, "path": path,
-                             "tls": tls, **kw})
+        return self.request(http_request(host, port, path, tls, **kw))
 
     def banner(self, host: Host, port: int, protocol: str, tls: bool = False,
                **kw: Any) -> dict[str, Any]:
-        return self.request({"kind": "banner", "host": str(host), "port": port,
-                             "protocol": protocol, "tls": tls, **kw})
+        return self.request(banner_request(host, port, protocol, tls, **kw))
 
     def hold_imap(self, host: Host, port: int, user: str, password: str,
                   max_seconds: float = 60) -> Held:

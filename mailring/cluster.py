@@ -97,6 +97,26 @@ class Running(abc.ABC):
         """Close the command's stdin, wait for it to end and return its output."""
 
 
+class Pipe(abc.ABC):
+    """A command on a node talked to in lines for as long as it runs (the probe agent)."""
+
+    @abc.abstractmethod
+    def send(self, line: str) -> None:
+        """Write one line (the newline is added) to the command's stdin; TransportError when it is gone."""
+
+    @abc.abstractmethod
+    def readline(self) -> str:
+        """The next line of the command's stdout, blocking; "" once its stdout ended."""
+
+    @abc.abstractmethod
+    def stderr(self) -> str:
+        """The last of what the command wrote on stderr."""
+
+    @abc.abstractmethod
+    def close(self, timeout: float = 10.0) -> int | None:
+        """Close the command's stdin, wait for it to end (killed after ``timeout``); its exit code."""
+
+
 class Cluster(abc.ABC):
     """A running (or startable) mail cluster built from one topology."""
 
@@ -135,6 +155,11 @@ class Cluster(abc.ABC):
     @abc.abstractmethod
     def probe_argv(self) -> list[str]:
         """argv prefix that runs mailring/probe.py on the client node."""
+
+    @optional_primitive
+    def open_pipe(self, node: str, argv: list[str]) -> Pipe:
+        """Start argv on node with its stdin and stdout kept open as lines (see Pipe)."""
+        raise Unsupported(f"the {self.NAME} driver cannot keep a command open (open_pipe)")
 
     # faults: driver primitives (mailring.faults names which kind needs which) --
     @abc.abstractmethod

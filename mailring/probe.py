@@ -3,8 +3,10 @@
 Invoked as ``python3 probe.py '<json request>'``; prints one JSON object (or,
 for ``timeline``, ``hold`` and ``writer``, JSON lines). Exit 0 whenever the request was understood, even
 when the probed service failed (``{"ok": false, "error": ...}``); exit 2 only
-for a malformed request. It is copied to FreeBSD VMs and run in lab namespaces,
-so it imports only the stdlib (and dnspython, lazily, for ``dns`` and a writer
+for a malformed request. ``python3 probe.py --serve`` is the same probe as an agent kept
+running for a whole test session: one-shot requests in as JSON lines on stdin, results out
+as JSON lines on stdout, matched by ``id`` (see ``serve``). It is copied to FreeBSD VMs
+and run in lab namespaces, so it imports only the stdlib (and dnspython, lazily, for ``dns`` and a writer
 by name) and never anything from ``mailring``. Every network call has a
 timeout. What each protocol's greeting looks like comes with the request
 (``"protocols"``: ``{name: {"greeting": regex, "quit": text}}``, from
@@ -677,10 +679,91 @@ KINDS: dict[str, Callable[[dict, dict], None]] = {
 }
 
 
+def answer(req: Any) -> dict:
+    """The result of one one-shot request (every kind in KINDS); BadRequest when it is malformed.
+    A failed service is a result (``"ok": false``), never raised."""
+    if not isinstance(req, dict):
+        raise BadRequest("request must be a JSON object")
+    kind = req.get("kind")
+    if kind not in KINDS:
+        raise BadRequest(f"unknown kind {kind!r}; use timeline, hold, writer or one of {sorted(KINDS)}")
+    out: dict[str, Any] = {"kind": kind, "ok": False}
+    start = time.monotonic()
+    try:
+        KINDS[kind](req, out)
+    except BadRequest:
+        raise
+    except Exception as e:  # noqa: BLE001 - a failed service is a result, not a crash
+        out["ok"], out["error"] = False, err(e)
+    out["elapsed"] = round(time.monotonic() - start, 6)
+    return out
+
+
+# --- agent: one process answering many requests ------------------------------------
+MAX_INFLIGHT = 32
+HELLO = {"agent": "probe.py", "protocol": 1}
+
+
+def serve(stdin: Any = None, stdout: Any = None) -> int:
+    """The probe agent (``probe.py --serve``): one request per stdin line, one result line each.
+
+    A request is a one-shot request (a kind in KINDS) with an ``"id"`` (a number or a string);
+    its result line is ``answer``'s object with the same ``id``. Requests run at once, each in
+    a worker thread (up to MAX_INFLIGHT, then they queue), so results come back in the order
+    they finish, not the order they were asked. A malformed line is answered with
+    ``{"id": <its id or null>, "ok": false, "bad_request": true, "error": "bad request: ..."}``
+    and the agent goes on; a request the probe itself failed on (a bug, not a failed service)
+    gets ``"internal_error": true``. The first line written is HELLO; at stdin EOF the agent
+    lets the requests in flight finish, each bounded by its own timeouts, and exits 0.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    stdin = stdin if stdin is not None else sys.stdin
+    stdout = stdout if stdout is not None else sys.stdout
+    lock = threading.Lock()
+
+    def write(obj: dict) -> None:
+        with lock:
+            try:
+                stdout.write(json.dumps(obj) + "\n")
+                stdout.flush()
+            except (OSError, ValueError):
+                pass  # the host is gone: it reads no more results
+
+    def handle(rid: Any, req: dict) -> None:
+        try:
+            write({**answer(req), "id": rid})
+        except BadRequest as e:
+            write({"id": rid, "ok": False, "bad_request": True, "error": "bad request: " + str(e)})
+        except Exception as e:  # noqa: BLE001 - a bug in one request must not end the agent
+            write({"id": rid, "ok": False, "internal_error": True, "error": "probe failed: " + err(e)})
+
+    write(HELLO)
+    with ThreadPoolExecutor(max_workers=MAX_INFLIGHT) as pool:
+        for line in stdin:
+            if not line.strip():
+                continue
+            try:
+                req = json.loads(line)
+            except ValueError as e:
+                write({"id": None, "ok": False, "bad_request": True,
+                       "error": f"bad request: not JSON: {e}"})
+                continue
+            rid = req.get("id") if isinstance(req, dict) else None
+            if not isinstance(rid, (int, str)) or isinstance(rid, bool):
+                write({"id": None, "ok": False, "bad_request": True,
+                       "error": "bad request: every request needs an id (a number or a string)"})
+                continue
+            pool.submit(handle, rid, req)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     try:
+        if argv[1:] == ["--serve"]:
+            return serve()
         if len(argv) != 2:
-            raise BadRequest("usage: probe.py '<json request>'")
+            raise BadRequest("usage: probe.py '<json request>' | probe.py --serve")
         try:
             req = json.loads(argv[1])
         except ValueError as e:
@@ -694,18 +777,7 @@ def main(argv: list[str]) -> int:
             return hold(req)
         if kind == "writer":
             return writer(req)
-        if kind not in KINDS:
-            raise BadRequest(f"unknown kind {kind!r}; use timeline, hold, writer or one of {sorted(KINDS)}")
-        out: dict[str, Any] = {"kind": kind, "ok": False}
-        start = time.monotonic()
-        try:
-            KINDS[kind](req, out)
-        except BadRequest:
-            raise
-        except Exception as e:  # noqa: BLE001 - a failed service is a result, not a crash
-            out["ok"], out["error"] = False, err(e)
-        out["elapsed"] = round(time.monotonic() - start, 6)
-        print(json.dumps(out))
+        print(json.dumps(answer(req)))
         return 0
     except BadRequest as e:
         print(json.dumps({"ok": False, "error": "bad request: " + str(e)}))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,8 @@ from mailring.topology import DEFAULT_TOPOLOGY, Topology, load
 # session state kept in config.stash: the outage log, and the rows merged over xdist workers
 OUTAGES = pytest.StashKey[Any]()
 MERGED = pytest.StashKey[list]()
+SECOND = pytest.StashKey[Any]()  # the session's SecondClusters, once a test asked for one
+LAST_SECOND_USER = pytest.StashKey[Any]()  # node id of the last test using cluster_factory
 
 MARKERS = (
     "destructive: the test injects faults; it gets a nemesis that heals them at teardown",
@@ -155,34 +158,66 @@ def cluster(pytestconfig: pytest.Config, topology: Topology) -> Iterator[Cluster
             c.down()
 
 
-@pytest.fixture(scope="module")
-def cluster_factory(pytestconfig: pytest.Config) -> Iterator:
-    """make(topology_file, suffix) -> another running cluster (lab <lab>-<suffix>), taken down
-    at the end of the test module that made it, so its load never skews other modules' timings.
+class SecondClusters:
+    """Clusters beside the session's own (``cluster_factory``): each made on first use, shared
+    by every test that asks for the same file under the same name, and taken down (logs
+    collected first) right after the last test of the session that uses the factory, so its
+    load never skews the timings of the tests after it."""
 
-    For tests that compare designs (the article's one-VIP-per-node ring, PROXY off).
-    """
-    made: list[Cluster] = []
-    driver = pytestconfig.getoption("mailring_driver")
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.made: dict[tuple[str, str], Cluster] = {}
 
-    def make(path: str | os.PathLike, suffix: str) -> Cluster:
+    def make(self, path: str | os.PathLike, suffix: str) -> Cluster:
         from mailring.report import run_dir
 
-        c = open_cluster(load(path), driver=driver, lab=f"{lab_name(pytestconfig)}-{suffix}")
-        c.failure_logs = run_dir(pytestconfig) / "logs" / c.lab
-        made.append(c)
-        c.up()
-        return c
+        key = (str(Path(path).resolve()), suffix)
+        if key not in self.made:
+            driver = self.config.getoption("mailring_driver")
+            c = open_cluster(load(path), driver=driver, lab=f"{lab_name(self.config)}-{suffix}")
+            c.failure_logs = run_dir(self.config) / "logs" / c.lab
+            c.up()  # a failed up() removes what it made and raises: nothing to remember
+            self.made[key] = c
+        return self.made[key]
 
-    try:
-        yield make
-    finally:
+    def down_all(self) -> None:
         from mailring.report import collect_logs
 
+        made, self.made = list(self.made.values()), {}
         for c in made:
-            collect_logs(pytestconfig, c)
-            if not pytestconfig.getoption("mailring_keep"):
+            collect_logs(self.config, c)
+            if not self.config.getoption("mailring_keep"):
                 c.down()
+
+
+@pytest.fixture(scope="session")
+def cluster_factory(pytestconfig: pytest.Config) -> Iterator:
+    """make(topology_file, suffix) -> another running cluster (lab <lab>-<suffix>), one per
+    (file, suffix) for the session (see SecondClusters): taken down after the last test that
+    uses the factory, or at the end of the session, whichever comes first.
+
+    For tests that compare designs (the article's first design: one VIP per server, PROXY off).
+    """
+    clusters = SecondClusters(pytestconfig)
+    pytestconfig.stash[SECOND] = clusters
+    try:
+        yield clusters.make
+    finally:
+        clusters.down_all()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    users = [item.nodeid for item in session.items if "cluster_factory" in getattr(item, "fixturenames", ())]
+    session.config.stash[LAST_SECOND_USER] = users[-1] if users else None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Take the second clusters down once the last test that uses them is done."""
+    if item.nodeid == item.config.stash.get(LAST_SECOND_USER, None):
+        clusters = item.config.stash.get(SECOND, None)
+        if clusters is not None:
+            clusters.down_all()
 
 
 @pytest.fixture

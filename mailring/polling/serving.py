@@ -19,6 +19,17 @@ def served_by(client: Client, topo: Topology, vip: str, service: str) -> str:
     return greeting_node(topo, vip, service, client.banner(vip, svc.port, svc.protocol))
 
 
+def served_by_each(client: Client, topo: Topology, sessions: list[tuple[str, str]]) -> list[str]:
+    """The node named in each greeting of fresh sessions on (vip, service) pairs, all opened
+    at once (independent connections; results in the pairs' order)."""
+    from mailring.client import banner_request
+
+    reqs = [banner_request(vip, topo.services[service].port, topo.services[service].protocol)
+            for vip, service in sessions]
+    return [greeting_node(topo, vip, service, res)
+            for (vip, service), res in zip(sessions, client.each(reqs), strict=True)]
+
+
 def wait_served(client: Client, topo: Topology, vip: str, service: str, want, deadline_s: float,
                 what: str) -> str:
     """Wait until a fresh session on vip/service is served by a node for which want(node) holds."""

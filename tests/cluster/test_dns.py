@@ -6,6 +6,8 @@ from collections import Counter
 
 import pytest
 
+from mailring.client import dns_request
+
 
 @pytest.fixture(scope="module")
 def names(topology) -> list[str]:
@@ -14,8 +16,8 @@ def names(topology) -> list[str]:
 
 def test_every_name_resolves_to_all_vips_through_the_clients_resolver(client, topology, names):
     want = sorted(str(v.address) for v in topology.vips)
-    for name in names:
-        res = client.dns(name)  # no server: client01's own resolv.conf, i.e. its Unbound
+    answers = client.each([dns_request(name) for name in names])  # independent queries, at once
+    for name, res in zip(names, answers, strict=True):  # no server: client01's own resolv.conf (Unbound)
         assert res["ok"], res
         answer = res["answers"][0]
         label = name.split(".")[0]
@@ -45,7 +47,8 @@ def test_repeated_queries_put_every_vip_first(client, topology):
 
 def test_authoritative_server_gives_the_zone_ttl(client, topology, names):
     server = topology.nodes[topology.dns.server].address
-    for name in names:
-        res = client.dns(name, server=str(server), port=topology.dns.authoritative_port)
+    answers = client.each([dns_request(name, server=server, port=topology.dns.authoritative_port)
+                           for name in names])
+    for name, res in zip(names, answers, strict=True):
         assert res["ok"], res
         assert res["answers"][0]["ttl"] == topology.dns.ttl, name

@@ -1,11 +1,14 @@
-"""A local daemon stops: HAProxy on the VIP owner sends sessions to every other server in turn."""
+"""A local daemon stops: HAProxy on the VIP owner sends sessions to every other server in turn.
+
+The sessions through the owner's VIPs are independent, so they are opened all at once: round
+robin hands each new connection to the next server whichever way they interleave."""
 
 from __future__ import annotations
 
 import pytest
 
 from mailring.checks.serving import check_deadline_s
-from mailring.polling.serving import served_by, wait_served
+from mailring.polling.serving import served_by, served_by_each, wait_served
 
 pytestmark = pytest.mark.destructive
 
@@ -25,8 +28,8 @@ def test_local_service_down_is_served_by_backups_in_round_robin(
     for vip in vips:
         wait_served(client, topology, vip, service, lambda n: n != node, check_deadline_s(topology),
                     f"{service} on {vip} served by a backup once {daemon} stopped on {node}")
-    sessions = ROUNDS * len(others)
-    servers = [served_by(client, topology, vips[i % len(vips)], service) for i in range(sessions)]
+    sessions = ROUNDS * len(others)  # independent sessions: opened all at once
+    servers = served_by_each(client, topology, [(vips[i % len(vips)], service) for i in range(sessions)])
     assert node not in servers, f"{daemon} is stopped on {node} but it served: {servers}"
     assert sorted(set(servers)) == others, (
         f"{sessions} {service} sessions through {node}'s VIPs reached {sorted(set(servers))}, "

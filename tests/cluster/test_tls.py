@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from mailring.checks import NotYet
+from mailring.client import banner_request
 from mailring.polling.wait import eventually
 
 TLS_SERVICES = ("pop3s", "imaps", "https")
@@ -69,19 +70,20 @@ def test_openssl_verifies_from_the_system_store_on_every_vip(cluster, topology, 
 
 def test_every_dns_name_verifies_when_connecting_by_name(client, topology):
     """Resolved by client01's resolver, verified by Python's default context against the name."""
-    for fqdn in topology.dns.fqdns:
-        for svc in tls_services(topology):
-            res = client.banner(fqdn, svc.port, svc.protocol, tls=True)
-            assert res["ok"], f"{svc.name} at {fqdn}: {res}"
+    pairs = [(fqdn, svc) for fqdn in topology.dns.fqdns for svc in tls_services(topology)]
+    answers = client.each([banner_request(fqdn, svc.port, svc.protocol, tls=True) for fqdn, svc in pairs])
+    for (fqdn, svc), res in zip(pairs, answers, strict=True):  # independent sessions, opened at once
+        assert res["ok"], f"{svc.name} at {fqdn}: {res}"
 
 
 def test_a_wrong_name_is_refused(cluster, client, topology, vip):
     wrong = f"not-{topology.dns.names[0]}.{topology.dns.zone}"
-    for svc in tls_services(topology):
-        res = client.banner(vip, svc.port, svc.protocol, tls=True, tls_name=wrong)
+    services = tls_services(topology)
+    answers = client.each([banner_request(vip, svc.port, svc.protocol, tls=True, tls_name=name)
+                           for svc in services for name in (wrong, dns_name(topology, svc))])
+    for svc, res, right in zip(services, answers[::2], answers[1::2], strict=True):  # opened at once
         assert not res["ok"] and VERIFY_FAILED in res.get("error", ""), f"{svc.name} as {wrong}: {res}"
         assert "mismatch" in res["error"], res
-        right = client.banner(vip, svc.port, svc.protocol, tls=True, tls_name=dns_name(topology, svc))
         assert right["ok"], f"{svc.name} on {vip} refused a name in the certificate: {right}"
     imaps = topology.services["imaps"]
     rc, out = s_client(cluster, topology, vip, imaps.port, wrong, wrong)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 
 from mailring.checks.client_address import haproxy_session, server_states
+from mailring.client import http_request
 from mailring.polling.convergence import converge
 from mailring.polling.haproxy import wait_server
 from mailring.polling.logs import LogCursor
@@ -68,7 +69,8 @@ def test_each_client_address_sticks_to_one_backup(cluster, client, topology, own
     cursor = LogCursor(cluster, [(owner, "haproxy")])
     chosen: dict[str, str] = {}
     for source in sources(topology):
-        results = [client.http(vip.address, svc.port, tls=svc.tls, source=source) for _ in range(REQUESTS)]
+        # independent requests, opened at once: balance source picks by address, not by order
+        results = client.each([http_request(vip.address, svc.port, tls=svc.tls, source=source)] * REQUESTS)
         nodes = [served_by(r) for r in results]
         assert owner not in nodes, f"{owner}'s webmail is stopped, yet it answered {source}: {nodes}"
         assert len(set(nodes)) == 1, f"{service} from {source} through {vip.address} moved between {nodes}"

@@ -70,3 +70,45 @@ def test_a_session_without_a_cluster_makes_no_run_folder(pytester, monkeypatch, 
     res.assert_outcomes(passed=1)
     assert not (pytester.path / "runs").exists()
     assert report.made_run_dir() is None
+
+
+def test_second_clusters_are_shared_and_go_down_after_their_last_user(pytester, monkeypatch,
+                                                                       clean_stamp) -> None:
+    import mailring.pytest_plugin as plugin
+    from mailring import report
+
+    events: list[str] = []
+
+    class Fake:
+        def __init__(self, topology, driver, lab):
+            self.topology, self.lab, self.failure_logs = topology, lab, None
+
+        def up(self):
+            events.append(f"up {self.lab}")
+
+        def down(self):
+            events.append(f"down {self.lab}")
+
+    monkeypatch.setattr(plugin, "open_cluster", Fake)
+    monkeypatch.setattr(report, "RUNS", pytester.path / "runs")
+    monkeypatch.setattr(report, "collect_logs", lambda config, c: events.append(f"logs {c.lab}"))
+    monkeypatch.setattr(plugin, "EVENTS", events, raising=False)
+    pytester.makepyfile(test_two_designs='''
+from mailring import pytest_plugin
+from mailring.topology import DEFAULT_TOPOLOGY
+
+def test_a(cluster_factory):
+    pytest_plugin.EVENTS.append("a")
+    first = cluster_factory(DEFAULT_TOPOLOGY, "x")
+    assert cluster_factory(DEFAULT_TOPOLOGY, "x") is first
+
+def test_b(cluster_factory):
+    pytest_plugin.EVENTS.append("b")
+    cluster_factory(DEFAULT_TOPOLOGY, "x")
+
+def test_c():
+    pytest_plugin.EVENTS.append("c")
+''')
+    res = pytester.runpytest_inprocess("-p", "mailring.pytest_plugin", "-p", "no:randomly", "--lab", "t")
+    res.assert_outcomes(passed=3)
+    assert events == ["a", "up t-x", "b", "logs t-x", "down t-x", "c"]  # one lab, gone before test_c

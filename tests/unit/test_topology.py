@@ -166,11 +166,13 @@ def test_generated_ring_of_five_is_the_fixture_and_larger_rings_validate(tmp_pat
 
 
 # -- extends: and aliases --------------------------------------------------------
-def test_noproxy_fixture_is_the_ring_with_proxy_off() -> None:
+def test_noproxy_fixture_is_the_first_design_with_proxy_off() -> None:
     noproxy = load(FIXTURES / "topology-noproxy.yaml")
-    assert RING.proxy_protocol and not noproxy.proxy_protocol
-    assert noproxy.nodes == RING.nodes and noproxy.vips == RING.vips
-    assert noproxy.services == RING.services and noproxy.dns == RING.dns and noproxy.users == RING.users
+    domino = load(FIXTURES / "topology-domino.yaml")
+    assert RING.proxy_protocol and domino.proxy_protocol and not noproxy.proxy_protocol
+    assert noproxy.nodes == RING.nodes and noproxy.vips == domino.vips
+    assert noproxy.services == RING.services and noproxy.users == RING.users
+    assert noproxy.dns == domino.dns  # the names of topology.yaml, on the first design's VIPs
 
 
 def test_extends_merges_mappings_and_replaces_the_rest(tmp_path) -> None:

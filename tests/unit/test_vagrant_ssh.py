@@ -124,3 +124,25 @@ def test_ssh_running_command_stops_on_eof(sshd) -> None:
     res = running.stop(timeout=5)
     assert (res.rc, res.stdout) == (0, "started\ndone\n")
     ssh.forget()
+
+
+def test_the_probe_agent_answers_over_one_ssh_channel(sshd, serve) -> None:
+    from probe_servers import PROBE, banner
+
+    from mailring.agent import ProbeAgent
+    from mailring.client import with_protocols
+
+    conf, _ = sshd
+    ssh = Ssh(lambda node: conf)
+    servers = [serve(banner(f"220 server{i} ESMTP\r\n".encode())) for i in range(3)]
+    agent = ProbeAgent(ssh.open_pipe("client01", ["python3", PROBE, "--serve"]), "client01")
+    try:
+        for i, srv in enumerate(servers * 2):  # one process, one channel, many requests
+            out = agent.request(with_protocols({"kind": "banner", "host": "127.0.0.1", "port": srv.port,
+                                                "protocol": "smtp", "timeout": 5}), timeout=30)
+            assert out["ok"] and out["banner"] == f"220 server{i % 3} ESMTP", out
+        assert sum(len(s.peers) for s in servers) == 6
+    finally:
+        assert agent.close(timeout=10) == 0
+    assert not agent.alive
+    ssh.forget()

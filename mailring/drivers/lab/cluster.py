@@ -13,12 +13,14 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
 
-from mailring.cluster import Cluster, NodeStatus, Result, Running, Status, TransportError
+from mailring.agent import close_agent
+from mailring.cluster import Cluster, NodeStatus, Pipe, Result, Running, Status, TransportError
 from mailring.drivers.lab import control, netns, preflight, procs
 from mailring.drivers.lab.names import LabNames
 from mailring.drivers.lab.ready import wait_owners, wait_ready, wait_services
@@ -32,6 +34,7 @@ PROBE = REPO / "mailring" / "probe.py"
 # Nodes run Debian's own python3 (as a VM runs its own), never the caller's venv,
 # which a node's private /tmp may hide.
 NODE_PYTHON = "/usr/bin/python3"
+HAPROXY_API_TIMEOUT_S = 10.0
 
 
 class LabCluster(Cluster):
@@ -153,6 +156,7 @@ class LabCluster(Cluster):
 
     def down(self) -> None:
         """Kill this lab's processes, delete its namespaces and folders; collect errors, keep going."""
+        close_agent(self)  # the probe agent on the client goes first
         state = self._state()
         errors = []
         spaces = [ns for ns in self._namespaces(state) if ns in netns.existing()]
@@ -202,8 +206,27 @@ class LabCluster(Cluster):
     def start(self, node: str, argv: list[str]) -> Running:
         return procs.LabRunning(argv, self._nsenter(node, argv))
 
+    def open_pipe(self, node: str, argv: list[str]) -> Pipe:
+        return procs.ProcessPipe(argv, self._nsenter(node, argv))
+
     def probe_argv(self) -> list[str]:
         return [NODE_PYTHON, str(PROBE)]
+
+    def haproxy_command(self, node: str, command: str) -> str:
+        """The runtime API over its Unix socket, reached through the node's root
+        (/proc/<its PID 1>/root): a control channel like the init's, no network, no process."""
+        path = f"/proc/{self._init_pid(node)}/root{self.haproxy_socket}"
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(HAPROXY_API_TIMEOUT_S)
+                sock.connect(path)
+                sock.sendall(command.encode() + b"\n")
+                chunks = []
+                while chunk := sock.recv(65536):  # HAProxy closes after one command's answer
+                    chunks.append(chunk)
+        except OSError as exc:
+            raise TransportError(f"HAProxy runtime API on {node} ({self.haproxy_socket}): {exc}") from exc
+        return b"".join(chunks).decode(errors="replace")
 
     # -- faults ---------------------------------------------------------------
     def crash(self, node: str) -> None:

@@ -3,11 +3,13 @@
 A node's processes are the ones in its network namespace (``ip netns pids``);
 its init is the one whose pid in the node's own PID namespace is 1. Commands
 enter the init's namespaces with ``nsenter``; ``LabRunning`` is one that keeps
-running while the caller reads its output (the probe agent).
+running while the caller reads its output (a timeline), ``ProcessPipe`` one talked to in
+lines (the probe agent).
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import subprocess
@@ -15,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from mailring.cluster import Result, Running
+from mailring.cluster import Pipe, Result, Running, TransportError
 
 
 def netns_pids(ns: str) -> list[int]:
@@ -80,24 +82,64 @@ class LabRunning(Running):
         return "".join(list(self.out))
 
     def stop(self, timeout: float = 10.0) -> Result:
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            # nsenter -p forks: the command is nsenter's child, inside the node; kill it first
-            for child in children(self.proc.pid):
-                try:
-                    os.kill(child, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            self.proc.kill()
-            self.proc.wait()
+        end(self.proc, timeout)
         for t in self.readers:
             t.join(timeout)
         return Result(self.argv, self.proc.returncode, "".join(self.out), "".join(self.err))
+
+
+class ProcessPipe(Pipe):
+    """A local process (nsenter into a node, for the lab) with its stdin and stdout as line pipes."""
+
+    def __init__(self, argv: list[str], cmd: list[str]) -> None:
+        self.argv = argv
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True, bufsize=1)
+        except OSError as exc:
+            raise TransportError(f"cannot run {argv[0]}: {exc}") from exc
+        self.err: collections.deque[str] = collections.deque(maxlen=50)
+        self.err_reader = threading.Thread(target=drain_into, args=(self.proc.stderr, self.err), daemon=True)
+        self.err_reader.start()
+
+    def send(self, line: str) -> None:
+        try:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+        except (OSError, ValueError) as exc:
+            raise TransportError(f"{self.argv[0]} is gone: {exc}") from exc
+
+    def readline(self) -> str:
+        return self.proc.stdout.readline()
+
+    def stderr(self) -> str:
+        return "".join(list(self.err))
+
+    def close(self, timeout: float = 10.0) -> int | None:
+        end(self.proc, timeout)
+        self.err_reader.join(timeout)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return self.proc.returncode
+
+
+def end(proc: subprocess.Popen, timeout: float) -> None:
+    """Close a started command's stdin and wait for it; past ``timeout`` kill it."""
+    try:
+        proc.stdin.close()
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        # nsenter -p forks: the command is nsenter's child, inside the node; kill it first
+        for child in children(proc.pid):
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.kill()
+        proc.wait()
 
 
 def drain_into(stream, buf: list[str]) -> None:

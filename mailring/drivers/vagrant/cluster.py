@@ -23,10 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from mailring.agent import close_agent
 from mailring.cluster import (
     DEFAULT_LAB,
     Cluster,
     NodeStatus,
+    Pipe,
     Result,
     Running,
     Status,
@@ -206,6 +208,7 @@ class VagrantCluster(Cluster):
 
     def down(self) -> None:
         """Destroy every VM of this lab (safe to call twice) and forget its faults."""
+        close_agent(self)  # the probe agent on the client goes first
         self._forget()
         v = self._vagrant()
         self._call("destroy", v.destroy)
@@ -260,6 +263,10 @@ class VagrantCluster(Cluster):
     def start(self, node: str, argv: list[str]) -> Running:
         self.check_node(node)
         return self._ssh.start(node, argv)
+
+    def open_pipe(self, node: str, argv: list[str]) -> Pipe:
+        self.check_node(node)
+        return self._ssh.open_pipe(node, argv)
 
     def probe_argv(self) -> list[str]:
         return ["python3", self.paths["probe"]]

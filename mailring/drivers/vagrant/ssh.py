@@ -8,13 +8,14 @@ command). paramiko is imported lazily, so the driver module imports without it.
 
 from __future__ import annotations
 
+import collections
 import shlex
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from mailring.cluster import Result, Running, TransportError
+from mailring.cluster import Pipe, Result, Running, TransportError
 
 # a TCG guest under load answers a connect in seconds, not milliseconds
 CONNECT_TIMEOUT_S = 15.0
@@ -143,6 +144,9 @@ class Ssh:
     def start(self, node: str, argv: list[str]) -> SshRunning:
         return SshRunning(argv, self._channel(node, argv))
 
+    def open_pipe(self, node: str, argv: list[str]) -> SshPipe:
+        return SshPipe(argv, self._channel(node, argv))
+
 
 def _pump(chan: Any, out: bytearray, err: bytearray, deadline: float | None) -> bool:
     """Move a channel's stdout/stderr into buffers until the command ends or the channel closes.
@@ -204,3 +208,48 @@ class SshRunning(Running):
         self.chan.close()
         return Result(list(self.argv), rc, self.out.decode(errors="replace"),
                       self.err.decode(errors="replace"))
+
+
+class SshPipe(Pipe):
+    """A command on a node over one SSH channel, talked to in lines (the probe agent)."""
+
+    def __init__(self, argv: list[str], chan: Any) -> None:
+        self.argv, self.chan = argv, chan
+        self.out = chan.makefile("rb")
+        self.err: collections.deque[str] = collections.deque(maxlen=50)
+        self.err_reader = threading.Thread(target=self._drain_stderr, daemon=True)
+        self.err_reader.start()
+
+    def _drain_stderr(self) -> None:
+        try:
+            for line in self.chan.makefile_stderr("rb"):
+                self.err.append(line.decode(errors="replace"))
+        except (OSError, EOFError):
+            pass
+
+    def send(self, line: str) -> None:
+        try:
+            self.chan.sendall((line + "\n").encode())
+        except (OSError, EOFError) as exc:
+            raise TransportError(f"{self.argv[0]}: the SSH channel is gone: {exc}") from exc
+
+    def readline(self) -> str:
+        try:
+            return self.out.readline().decode(errors="replace")
+        except (OSError, EOFError):
+            return ""
+
+    def stderr(self) -> str:
+        return "".join(list(self.err))
+
+    def close(self, timeout: float = 10.0) -> int | None:
+        try:
+            self.chan.shutdown_write()  # the command sees EOF on stdin
+        except (OSError, EOFError):
+            pass
+        if not self.chan.status_event.wait(timeout):
+            self.chan.close()  # sshd hangs up the command's session
+        rc = self.chan.exit_status if self.chan.exit_status_ready() else None
+        self.chan.close()
+        self.err_reader.join(1)
+        return rc

@@ -140,16 +140,20 @@ class Timeline:
     """A running timeline probe; ``stop()`` ends it and returns every attempt as an ``Op``."""
 
     def __init__(self, running: Running, node: str, targets: list[dict[str, Any]],
-                 timeout: float) -> None:
+                 timeout: float, record: Callable[[list[Op]], None] | None = None) -> None:
         self.running, self.node, self.targets = running, node, targets
         self._stop_timeout = 3 * timeout + 15
+        self._record = record
         self.ops: list[Op] | None = None
 
     def stop(self) -> list[Op]:
-        """Close the probe's stdin, wait for it and parse its lines (idempotent)."""
+        """Close the probe's stdin, wait for it and parse its lines (idempotent); the ops go to
+        the client's recorder (a run folder's history) once."""
         if self.ops is None:
             res = self.running.stop(timeout=self._stop_timeout)
             self.ops = parse_timeline(self.node, res.stdout, res.stderr, res.rc)
+            if self._record is not None:
+                self._record(self.ops)
         return self.ops
 
     def so_far(self) -> list[Op]:
@@ -211,9 +215,11 @@ class Held:
 class Client:
     """Runs probe requests on the cluster's client node."""
 
-    def __init__(self, cluster: Cluster, timeout: float = 30.0) -> None:
+    def __init__(self, cluster: Cluster, timeout: float = 30.0,
+                 record: Callable[[list[Op]], None] | None = None) -> None:
         self.cluster = cluster
         self.timeout = timeout
+        self.record = record  # gets every stopped timeline's ops (the run folder's history)
 
     @property
     def node(self) -> str:
@@ -310,4 +316,4 @@ class Client:
         req = {"kind": "timeline", "targets": targets, "hz": hz, "max_seconds": max_seconds,
                "timeout": timeout}
         running = self.cluster.start(self.node, self.cluster.probe_argv() + [probe_request(req)])
-        return Timeline(running, self.node, targets, timeout)
+        return Timeline(running, self.node, targets, timeout, self.record)

@@ -57,13 +57,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    from mailring.runs.session import ResultRecorder, stamp_run
+
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
         # one run folder per session: xdist workers, started after this, inherit the stamp
-        from mailring.report import stamp_run
-
         stamp_run()
+    config.pluginmanager.register(ResultRecorder(config), "mailring-results")
 
 
 def pytest_collect_file(file_path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -139,11 +140,11 @@ def topology(pytestconfig: pytest.Config) -> Topology:
 @pytest.fixture(scope="session")
 def cluster(pytestconfig: pytest.Config, topology: Topology) -> Iterator[Cluster]:
     """The running cluster: up once for the session, always down at the end (unless --keep-cluster)."""
-    from mailring.report import run_dir
+    from mailring.runs.session import folder
 
     driver = pytestconfig.getoption("mailring_driver")
     c = open_cluster(topology, driver=driver, lab=lab_name(pytestconfig))
-    c.failure_logs = run_dir(pytestconfig) / "logs" / c.lab  # a failed up() leaves its logs here
+    c.failure_logs = folder(pytestconfig).path / "logs" / c.lab  # a failed up() leaves its logs here
     try:
         c.up()
     except InputError as exc:
@@ -151,9 +152,9 @@ def cluster(pytestconfig: pytest.Config, topology: Topology) -> Iterator[Cluster
     try:
         yield c
     finally:
-        from mailring.report import collect_logs
+        from mailring.runs.session import collect_node_logs
 
-        collect_logs(pytestconfig, c)
+        collect_node_logs(pytestconfig, c)
         if not pytestconfig.getoption("mailring_keep"):
             c.down()
 
@@ -169,23 +170,23 @@ class SecondClusters:
         self.made: dict[tuple[str, str], Cluster] = {}
 
     def make(self, path: str | os.PathLike, suffix: str) -> Cluster:
-        from mailring.report import run_dir
+        from mailring.runs.session import folder
 
         key = (str(Path(path).resolve()), suffix)
         if key not in self.made:
             driver = self.config.getoption("mailring_driver")
             c = open_cluster(load(path), driver=driver, lab=f"{lab_name(self.config)}-{suffix}")
-            c.failure_logs = run_dir(self.config) / "logs" / c.lab
+            c.failure_logs = folder(self.config).path / "logs" / c.lab
             c.up()  # a failed up() removes what it made and raises: nothing to remember
             self.made[key] = c
         return self.made[key]
 
     def down_all(self) -> None:
-        from mailring.report import collect_logs
+        from mailring.runs.session import collect_node_logs
 
         made, self.made = list(self.made.values()), {}
         for c in made:
-            collect_logs(self.config, c)
+            collect_node_logs(self.config, c)
             if not self.config.getoption("mailring_keep"):
                 c.down()
 
@@ -231,11 +232,14 @@ def nemesis(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator:
 
     if request.node.get_closest_marker("destructive") is None:
         raise pytest.UsageError(f"{request.node.nodeid} uses nemesis: mark it @pytest.mark.destructive")
+    from mailring.runs.session import record_nemesis
+
     nem = Nemesis(cluster)
     try:
         yield nem
     finally:
         errors = nem.heal_all()
+        record_nemesis(request.config, nem.history, request.node.nodeid)
         try:
             converge(cluster, failed=set())
             servers_settled(cluster, check_deadline_s(cluster.topology) * 2)
@@ -250,7 +254,7 @@ def nemesis(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator:
 
 @pytest.fixture(scope="session")
 def outages(pytestconfig: pytest.Config) -> Iterator:
-    """Record measured outage windows; printed and saved under runs/<timestamp>/ at the end."""
+    """Record measured outage windows; printed, and saved in the session's run folder, at the end."""
     from mailring.runs.outages import OutageLog
 
     log = OutageLog()
@@ -258,32 +262,46 @@ def outages(pytestconfig: pytest.Config) -> Iterator:
     yield log
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    from mailring.report import made_run_dir, run_dir
-    from mailring.runs.outages import merge
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    from mailring.runs.session import set_current_test
 
-    log = session.config.stash.get(OUTAGES, None)
+    set_current_test(item.config, item.nodeid)  # tags the history and faults it records
+    yield
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own junitxml has written its file
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from mailring.runs import session as run
+
+    config = session.config
+    log = config.stash.get(OUTAGES, None)
     if log is not None and log.rows:
-        log.save(run_dir(session.config))
-    folder = made_run_dir()  # by this process or by its xdist workers; a unit-test run makes none
-    if os.environ.get("PYTEST_XDIST_WORKER") is None and folder is not None:
-        session.config.stash[MERGED] = merge(folder)
+        log.save(run.folder(config).path)
+    if run.is_controller() and run.used(config):
+        from mailring.runs.outages import merge
+
+        config.stash[MERGED] = merge(run.folder(config).path)
+        run.finish(config)
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    from mailring.runs import session as run
     from mailring.runs.outages import table
 
     rows = config.stash.get(MERGED, None)
     if rows:
-        from mailring.report import run_dir
-
         terminalreporter.write_line(table(rows))
-        terminalreporter.write_line(f"outage figures: {run_dir(config) / 'outages.json'}")
+        terminalreporter.write_line(f"outage figures: {run.folder(config).path / 'outages.json'}")
+    if run.is_controller() and run.used(config):
+        terminalreporter.write_line(f"run folder: {run.folder(config).path} (report.html, verdict.json, "
+                                    "junit.xml, logs/)")
 
 
 @pytest.fixture(scope="session")
-def client(cluster: Cluster):
+def client(pytestconfig: pytest.Config, cluster: Cluster):
     """Probes from the client host's point of view (its address, its resolver)."""
     from mailring.client import Client
+    from mailring.runs.session import history_recorder
 
-    return Client(cluster)
+    return Client(cluster, record=history_recorder(pytestconfig))

@@ -1,7 +1,7 @@
 """Outage figures measured by failover tests, printed as a table and saved as JSON.
 
 Each worker process appends rows while tests run; at the end of the session
-the rows go to ``runs/<timestamp>/outages[-<worker>].json`` and, on the
+the rows go to the session's run folder as ``outages[-<worker>].json`` and, on the
 controller, into one merged ``outages.json`` and a printed table.
 """
 

@@ -205,10 +205,10 @@ def render(folder: RunFolder) -> str:
            f"{t1 - t0:.1f} s · {len(ops)} probe operations · {len(samples)} ownership samples</p>"]
     results = verdict.get("results", [])
     if results:
-        out.append("<h2>Verdict</h2><table><tr><th>step</th><th>check</th><th>service</th><th>VIP</th>"
-                   "<th>result</th><th>figures</th><th>message</th></tr>")
+        out.append("<h2>Verdict</h2><table><tr><th>step (or test)</th><th>check</th><th>service</th>"
+                   "<th>VIP</th><th>result</th><th>figures</th><th>message</th></tr>")
         for r in results:
-            step = "" if r.get("step") is None else f"{r['step']} {r.get('step_text', '')}"
+            step = r.get("name") or ("" if r.get("step") is None else f"{r['step']} {r.get('step_text', '')}")
             figs = ", ".join(f"{k} {v}" for k, v in (r.get("figures") or {}).items())
             out.append(f"<tr class='{'bad' if r['valid'] is False else ''}'><td>{_esc(step)}</td>"
                        f"<td>{_esc(r['check'])}</td><td>{_esc(r.get('service'))}</td>"
@@ -217,10 +217,10 @@ def render(folder: RunFolder) -> str:
         out.append("</table>")
     if events:
         out.append("<h2>Fault timeline</h2><table><tr><th>t (s)</th><th>what</th><th>fault</th>"
-                   "<th>step</th></tr>")
+                   "<th>step (or test)</th></tr>")
         for e in sorted(events, key=lambda e: e["t"]):
             out.append(f"<tr><td>{e['t'] - t0:.2f}</td><td>{_esc(e['what'])}</td><td>{_esc(e['fault'])}"
-                       f"</td><td>{_esc(e.get('step', ''))}</td></tr>")
+                       f"</td><td>{_esc(e.get('step', e.get('test', '')))}</td></tr>")
         out.append("</table>")
     by_service: dict[str, list[Op]] = defaultdict(list)
     for op in ops:

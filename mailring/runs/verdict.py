@@ -30,9 +30,12 @@ class Result:
     vip: str | None = None
     figures: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
+    name: str = ""  # a name of its own (a pytest node id); else made from the fields above
 
     @property
     def title(self) -> str:
+        if self.name:
+            return self.name
         where = [x for x in (self.service, self.vip) if x]
         step = f"step {self.step} ({self.step_text}) " if self.step is not None else ""
         return f"{step}{self.check}" + (f" {'@'.join(where)}" if where else "")

@@ -62,20 +62,18 @@ def test_two(nemesis):
 
 
 def test_a_session_without_a_cluster_makes_no_run_folder(pytester, monkeypatch, clean_stamp) -> None:
-    from mailring import report
-
-    monkeypatch.setattr(report, "RUNS", pytester.path / "runs")
+    monkeypatch.setenv("MAILRING_RUNS", str(pytester.path / "runs"))
     pytester.makepyfile(test_pure="def test_a():\n    pass\n")
     res = pytester.runpytest_inprocess("-p", "mailring.pytest_plugin")
     res.assert_outcomes(passed=1)
     assert not (pytester.path / "runs").exists()
-    assert report.made_run_dir() is None
+    res.stdout.no_fnmatch_line("*run folder:*")
 
 
 def test_second_clusters_are_shared_and_go_down_after_their_last_user(pytester, monkeypatch,
                                                                        clean_stamp) -> None:
     import mailring.pytest_plugin as plugin
-    from mailring import report
+    from mailring.runs import session
 
     events: list[str] = []
 
@@ -90,8 +88,8 @@ def test_second_clusters_are_shared_and_go_down_after_their_last_user(pytester, 
             events.append(f"down {self.lab}")
 
     monkeypatch.setattr(plugin, "open_cluster", Fake)
-    monkeypatch.setattr(report, "RUNS", pytester.path / "runs")
-    monkeypatch.setattr(report, "collect_logs", lambda config, c: events.append(f"logs {c.lab}"))
+    monkeypatch.setenv("MAILRING_RUNS", str(pytester.path / "runs"))
+    monkeypatch.setattr(session, "collect_node_logs", lambda config, c: events.append(f"logs {c.lab}"))
     monkeypatch.setattr(plugin, "EVENTS", events, raising=False)
     pytester.makepyfile(test_two_designs='''
 from mailring import pytest_plugin

@@ -127,3 +127,40 @@ def test_mailring_report_redraws_the_page_and_refuses_a_folder_that_is_not_a_run
     assert res.stderr.strip() == (f"mailring: {tmp_path}: not a run folder (no meta.json); "
                                   "name a folder under runs/, e.g. runs/latest")
 
+
+def test_a_pytest_session_writes_the_same_folder_format(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "test_x.py").write_text(
+        "import pytest\n"
+        "from mailring.client import Op\n"
+        "from mailring.runs.session import folder, history_recorder\n"
+        "def test_ok(request):\n"
+        "    folder(request.config)\n"
+        "    history_recorder(request.config)([Op(1.0, 1.1, 'smtp@192.168.56.101', 'ok')])\n"
+        "def test_bad():\n"
+        "    assert 1 == 2, 'one is not two'\n"
+        "@pytest.mark.skip(reason='not here')\n"
+        "def test_skipped():\n"
+        "    pass\n")
+    runs = tmp_path / "runs"
+    env = {k: v for k, v in os.environ.items()  # a session of its own, not an xdist worker's
+           if not k.startswith(("PYTEST_", "MAILRING_RUN_STAMP"))}
+    env["MAILRING_RUNS"] = str(runs)
+    res = subprocess.run([sys.executable, "-m", "pytest", "-p", "mailring.pytest_plugin", "-q",
+                          "-p", "no:cacheprovider", str(tmp_path / "test_x.py")],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert res.returncode == 1, res.stdout
+    f = RunFolder(runs / "latest")
+    assert f.path.resolve().name.endswith("-pytest")
+    v = json.loads((f.path / "verdict.json").read_text())
+    assert v["valid"] is False and v["checked"] == 2 and v["skipped"] == 1
+    bad = [r for r in v["results"] if r["valid"] is False][0]
+    assert bad["name"].endswith("test_x.py::test_bad") and "one is not two" in bad["message"]
+    suite = ET.parse(f.path / "junit.xml").getroot().find("testsuite")
+    assert suite.get("tests") == "2" and suite.get("failures") == "1"
+    [line] = f.lines("history.jsonl")
+    assert line["test"].endswith("test_x.py::test_ok") and line["service"] == "smtp"
+    assert (f.path / "report.html").exists()
+    assert "run folder: " in res.stdout and f.path.resolve().name in res.stdout

@@ -160,6 +160,21 @@ def ownership_figure(samples: list[dict[str, Any]], faults: list[dict[str, Any]]
     return _svg(fig)
 
 
+def on_probe_clock(meta: dict[str, Any], events: list[dict[str, Any]], t0: float,
+                   t1: float) -> tuple[list[dict[str, Any]], float, float]:
+    """Fault events, start and end moved to the probe's clock, to draw over the history.
+
+    A scenario run notes each fault's moment on the probe's clock too (``probe_t``,
+    and ``probe_start``/``probe_end`` in meta.json): on a VM the client's clock is
+    its own, so the history is never drawn against this host's times. A folder
+    without them (a pytest session, the lab's one clock) is drawn as it is."""
+    if meta.get("probe_start") is None:
+        return events, t0, t1
+    p0 = float(meta["probe_start"])
+    p1 = float(meta.get("probe_end") or p0 + (t1 - t0))
+    return [{**e, "t": e.get("probe_t", e["t"] - t0 + p0)} for e in events], p0, p1
+
+
 def _host_key(host: str) -> tuple:
     parts = host.split(".")
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
@@ -191,9 +206,12 @@ def render(folder: RunFolder) -> str:
     events = list(folder.lines(FAULTS))
     samples = sorted(folder.lines(OWNERSHIP), key=lambda s: s["t"])
     verdict = folder.read_json(VERDICT, {}) or {}
-    times = [o.t for o in ops] + [e["t"] for e in events] + [s["t"] for s in samples]
+    two_clocks = "probe_start" in meta  # the history on the probe's clock; else one clock for all
+    times = [e["t"] for e in events] + [s["t"] for s in samples] + \
+        ([] if two_clocks else [o.t for o in ops])
     t0 = float(meta.get("start") or (min(times) if times else time.time()))
-    t1 = max([float(meta.get("end") or 0)] + [o.end for o in ops] + times + [t0 + 1])
+    t1 = max([float(meta.get("end") or 0)] + times + [t0 + 1] +
+             ([] if two_clocks else [o.end for o in ops]))
     faults = fault_intervals(events, t1)
 
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>mailring run "
@@ -227,8 +245,11 @@ def render(folder: RunFolder) -> str:
         by_service[op.target.partition("@")[0]].append(op)
     if by_service:
         out.append("<h2>What the client saw</h2>")
+        p_events, p0, p1 = on_probe_clock(meta, events, t0, t1)
+        p1 = max([p1] + [o.end for o in ops])
+        p_faults = fault_intervals(p_events, p1)
     for service in sorted(by_service):
-        out.append(f"<figure>{service_figure(service, by_service[service], faults, t0, t1)}</figure>")
+        out.append(f"<figure>{service_figure(service, by_service[service], p_faults, p0, p1)}</figure>")
     if samples:
         out.append(f"<h2>VIP ownership</h2><figure>{ownership_figure(samples, faults, t0, t1)}</figure>")
     logs = sorted(p.relative_to(folder.path) for p in (folder.path / "logs").rglob("*.log"))

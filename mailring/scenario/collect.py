@@ -49,6 +49,8 @@ class ScenarioFile(pytest.File):
         test_scenario.__doc__ = scenario.description
         item = pytest.Function.from_parent(self, name=scenario.name, callobj=test_scenario)
         item.add_marker(pytest.mark.destructive)
+        # a driver that lacks one of the scenario's faults (hang without freeze) skips it, saying which
+        item.add_marker(pytest.mark.faults(*sorted({s.verb.kind for s in scenario.steps})))
         yield item
 
 

@@ -31,7 +31,15 @@ MIN_SAMPLES = 10
 
 @dataclass(frozen=True)
 class StepRun:
-    """When a step ran and what ownership it reached before the next step (host clock)."""
+    """When a step ran and what ownership it reached before the next step.
+
+    Two clocks, never compared with each other: ``t``, ``done``, ``next_t`` and
+    ``reached`` are on this host's clock, like the ownership samples (taken from
+    here); ``probe_t`` and ``probe_next_t`` are the same moments on the probe's
+    clock (``Timeline.now()`` on the client node), like the history the outages
+    are measured from. On a VM the client's clock is its own; on the lab they are
+    one clock, and a StepRun made without probe times uses the host's for both.
+    """
 
     step: Step
     t: float  # when the step's action started
@@ -39,6 +47,13 @@ class StepRun:
     next_t: float  # when the next step started (or the run ended)
     reached: float | None  # first sample matching the expected owners; None: never
     last_seen: str  # what differed at the last sample, when never reached
+    probe_t: float | None = None  # ``t`` on the probe's clock
+    probe_next_t: float | None = None  # ``next_t`` on the probe's clock
+
+    def probe_window(self) -> tuple[float, float]:
+        """From this step to the next, on the probe's clock: outages that begin in it are the step's."""
+        return (self.t if self.probe_t is None else self.probe_t,
+                self.next_t if self.probe_next_t is None else self.probe_next_t)
 
 
 def owners_result(sr: StepRun, expected: dict[str, str | None]) -> Result:
@@ -58,12 +73,13 @@ def owners_result(sr: StepRun, expected: dict[str, str | None]) -> Result:
 def outage_results(sr: StepRun, ops: list[Op], scenario: Scenario) -> list[Result]:
     """Per bounded service: the worst outage window that began between this step and the next."""
     s, out = sr.step, []
+    since, until = sr.probe_window()
     for service, bound in s.max_outage.items():
         worst: tuple[float, str, int] | None = None  # (seconds or inf, host, attempts)
         windows = 0
         for probe in (p for p in scenario.probes if p.service == service):
             for w in outage_windows(ops, probe.name):
-                if not sr.t <= w.first_fail < sr.next_t:
+                if not since <= w.first_fail < until:
                     continue
                 windows += 1
                 d = float("inf") if w.duration is None else w.duration

@@ -129,6 +129,14 @@ def _wait_sampling(timelines: list[Timeline], progress: Progress, deadline: floa
     eventually(check, deadline, "every probe target answering before the first step", poll_s=0.2)
 
 
+def probe_now(timelines: list[Timeline]) -> float:
+    """Now on the probe's clock (the client node's): the latest attempt a timeline reported.
+
+    Step times compared with the history come from here, never from this host's
+    clock, which a VM's clock need not match (``Timeline.now``)."""
+    return max(tl.now() for tl in timelines)
+
+
 def _wait_recovered(timelines: list[Timeline], until: float, progress: Progress) -> None:
     """Until every target's latest attempt succeeded (or ``until``): outages end inside the record."""
     while time.time() < until:
@@ -154,8 +162,8 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
     shutil.copy(scenario.path, folder.path / "scenario.yaml")
     folder.update_meta(description=scenario.description, scenario=scenario.path, topology=topo.path,
                        driver=cluster.NAME, lab=cluster.lab, steps=[s.text for s in scenario.steps],
-                       clock="history on the probe's clock (client node); faults and ownership on the "
-                             "host's: the same clock on the lab driver")
+                       clock="history, and probe_t/probe_start/probe_end, on the probe's clock (the "
+                             "client node's); t, start, end and ownership on this host's")
     progress.status("waiting until the cluster matches the model before the first step")
     converge(cluster, failed=set())
     n = len(scenario.steps)
@@ -180,20 +188,21 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
                                 count=MAX_MAILS, max_seconds=min(budget, 3600))
         sampler.start()
         _wait_sampling(timelines, progress)
-        t_start = time.time()
-        folder.update_meta(start=t_start)
-        pending: list[tuple[Step, float, float]] = []  # steps run, not yet judged for owners
+        t_start, p_start = time.time(), probe_now(timelines)
+        folder.update_meta(start=t_start, probe_start=p_start)
+        # steps run, not yet judged for owners: (step, t, done, t on the probe's clock)
+        pending: list[tuple[Step, float, float, float]] = []
 
-        def close(step: Step, t: float, done: float, next_t: float) -> None:
+        def close(step: Step, t: float, done: float, pt: float, next_t: float, next_pt: float) -> None:
             expected = scenario.expected_owners(step.index)
             reached = sampler.reached(t, expected)
             seen = "" if reached is not None else _last_seen(sampler, expected)
-            runs.append(StepRun(step, t, done, next_t, reached, seen))
+            runs.append(StepRun(step, t, done, next_t, reached, seen, pt, next_pt))
 
         for step in scenario.steps:
             label = f"step {step.index}/{n} ({step.text})"
             if pending:
-                prev, t_prev, _ = pending[-1]
+                prev, t_prev, _, _ = pending[-1]
                 failed = scenario.out_of_carp(prev.index)
                 if step.after:
                     until = time.time() + deadline_s(topo, failed) + margin_s(topo)
@@ -207,26 +216,26 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
                 while (left := t_start + step.at - time.time()) > 0:
                     progress.status(f"{label}: at {step.at:g}s, in {left:.1f}s")
                     time.sleep(min(left, 0.1))
-            t = time.time()
+            t, pt = time.time(), probe_now(timelines)
             if pending:
-                close(*pending.pop(), next_t=t)
+                close(*pending.pop(), next_t=t, next_pt=pt)
             progress.note(f"{label} at {t - t_start:.1f}s")
-            _do(nemesis, step, active, folder, t)
-            pending.append((step, t, time.time()))
-        last, t_last, done = pending.pop()
+            _do(nemesis, step, active, folder, t, pt)
+            pending.append((step, t, time.time(), pt))
+        last, t_last, done, p_last = pending.pop()
         failed = scenario.out_of_carp(last.index)
         until = time.time() + deadline_s(topo, failed) + margin_s(topo)
         _wait_owners(sampler, t_last, scenario.expected_owners(last.index), until, progress,
                      f"step {last.index}/{n} ({last.text})")
         _wait_recovered(timelines, time.time() + margin_s(topo) + 10, progress)
         time.sleep(SETTLE_S)
-        t_end = time.time()
-        close(last, t_last, done, next_t=t_end)
+        t_end, p_end = time.time(), probe_now(timelines)
+        close(last, t_last, done, p_last, next_t=t_end, next_pt=p_end)
         for tl in timelines:
             ops.extend(tl.stop())
         if writer is not None:
             attempts = writer.stop()
-        folder.update_meta(end=t_end)
+        folder.update_meta(end=t_end, probe_end=p_end)
     except BaseException as exc:
         stopped = exc
         raise
@@ -246,8 +255,9 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
                 pass
         t_heal = time.time()
         errors = nemesis.heal_all()
+        p_heal = {"probe_t": max(o.end for o in ops)} if ops else {}  # the probes had stopped
         for tgt, (_, text) in active.items():  # healed by the run, not by a step
-            record_fault(folder, "heal", text, tgt, t=t_heal, done=time.time(), by="end of run")
+            record_fault(folder, "heal", text, tgt, t=t_heal, done=time.time(), by="end of run", **p_heal)
         if errors:
             progress.note("could not heal: " + "; ".join(errors))
         try:
@@ -283,15 +293,17 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
 
 
 def _do(nemesis: Nemesis, step: Step, active: dict[str, tuple[Fault, str]], folder: RunFolder,
-        t: float) -> None:
-    """Apply the step's fault, or heal the fault it undoes; record both ends in faults.jsonl."""
+        t: float, pt: float) -> None:
+    """Apply the step's fault, or heal the fault it undoes; record both ends in faults.jsonl
+    (``t`` on this host's clock, ``probe_t`` the same moment on the probe's)."""
     if step.verb.undoes:
         fault, text = active.pop(step.target)
         nemesis.heal(fault)
-        record_fault(folder, "heal", text, step.target, t=t, step=step.index, done=time.time(),
-                     by=step.text)
+        record_fault(folder, "heal", text, step.target, t=t, probe_t=pt, step=step.index,
+                     done=time.time(), by=step.text)
         return
     fault = make_fault(step)
     nemesis.apply(fault)
     active[step.target] = (fault, step.text)
-    record_fault(folder, "invoke", step.text, step.target, t=t, step=step.index, done=time.time())
+    record_fault(folder, "invoke", step.text, step.target, t=t, probe_t=pt, step=step.index,
+                 done=time.time())

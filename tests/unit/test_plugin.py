@@ -110,3 +110,20 @@ def test_c():
     res = pytester.runpytest_inprocess("-p", "mailring.pytest_plugin", "-p", "no:randomly", "--lab", "t")
     res.assert_outcomes(passed=3)
     assert events == ["a", "up t-x", "b", "logs t-x", "down t-x", "c"]  # one lab, gone before test_c
+
+
+def test_a_scenario_item_is_skipped_on_a_driver_without_one_of_its_faults(pytester, monkeypatch,
+                                                                           clean_stamp) -> None:
+    from test_scenario_load import TOPOLOGY
+    from test_scenario_run import HANG
+
+    from mailring import pytest_plugin
+
+    monkeypatch.setenv("MAILRING_RUNS", str(pytester.path / "runs"))
+    monkeypatch.setattr(pytest_plugin, "_supports", lambda driver, kind, nodeid: kind != "hang")
+    folder = pytester.mkdir("scenarios")
+    (folder / "hung.yaml").write_text(HANG)
+    res = pytester.runpytest_inprocess("-p", "mailring.pytest_plugin", "--driver", "vagrant",
+                                       "--topology", str(TOPOLOGY), "-rs", str(folder))
+    res.assert_outcomes(skipped=1)
+    res.stdout.fnmatch_lines(["*the vagrant driver has no fault hang*"])

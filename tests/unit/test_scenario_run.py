@@ -36,7 +36,8 @@ class SimRunning(Running):
             t = self.t0
             while t < until:
                 ok = bool(self.cluster.holders_at(t).get(tgt["host"]))
-                line = {"t": t, "end": t + 0.005, "target": tgt["name"], "type": "ok" if ok else "fail"}
+                pt = t + self.cluster.probe_offset  # the client node's clock
+                line = {"t": pt, "end": pt + 0.005, "target": tgt["name"], "type": "ok" if ok else "fail"}
                 if not ok:
                     line["error"] = "timed out"
                 lines.append(json.dumps(line))
@@ -56,8 +57,9 @@ class SimRunning(Running):
 class SimCluster(Cluster):
     NAME = "sim"
 
-    def __init__(self, topology, lab: str = "sim") -> None:
+    def __init__(self, topology, lab: str = "sim", probe_offset: float = 0.0) -> None:
         super().__init__(topology, lab)
+        self.probe_offset = probe_offset  # the client's clock minus this host's (a VM's is its own)
         self.down_nodes: set[str] = set()
         self.changes: list[tuple[float, dict[str, list[str]]]] = [(0.0, self._owners())]
         self.lock = threading.Lock()
@@ -123,11 +125,11 @@ steps:
 """
 
 
-def run_sim(tmp_path, max_outage: str):
+def run_sim(tmp_path, max_outage: str, probe_offset: float = 0.0):
     path = tmp_path / "sim.yaml"
     path.write_text(SCENARIO.replace("MAXs", max_outage))
     scenario = load(path, TOPOLOGY)
-    cluster = SimCluster(scenario.topology)
+    cluster = SimCluster(scenario.topology, probe_offset=probe_offset)
     folder = RunFolder.create("sim", root=tmp_path / "runs")
     return cluster, folder, run(scenario, cluster, folder, Progress(plain=True))
 
@@ -178,3 +180,61 @@ def test_an_interrupted_run_heals_and_leaves_an_unknown_verdict(tmp_path, monkey
     v = json.loads((folder.path / "verdict.json").read_text())
     assert v["valid"] == "unknown" and "KeyboardInterrupt" in v["results"][0]["message"]
     assert (folder.path / "report.html").exists()
+
+
+@pytest.mark.parametrize("offset", [-3600.0, 86400.0])  # a client clock an hour behind, a day ahead
+def test_step_times_are_taken_on_the_probes_clock_so_outages_are_judged_on_one_clock(tmp_path, offset):
+    _, folder, verdict = run_sim(tmp_path, "1ms", probe_offset=offset)
+    assert verdict["valid"] is False  # the crash's outage is found in the history, not missed
+    outage = next(r for r in verdict["results"] if r["check"] == "max_outage" and r["step"] == 1)
+    assert TAKEOVER_S * 1000 - 100 <= outage["figures"]["outage_ms"] <= TAKEOVER_S * 1000 + 200, outage
+    owners = next(r for r in verdict["results"] if r["check"] == "owners" and r["step"] == 1)
+    assert owners["valid"] is True and owners["figures"]["reached_ms"] < 2000  # host clock, samples too
+    invoke = next(f for f in folder.lines("faults.jsonl") if f["what"] == "invoke")
+    assert abs(invoke["probe_t"] - invoke["t"] - offset) < 1.0
+    meta = folder.meta()
+    assert abs(meta["probe_start"] - meta["start"] - offset) < 1.0
+    assert "<svg" in (folder.path / "report.html").read_text()
+
+
+class HangSim(SimCluster):
+    """A simulated cluster whose driver can stop and continue processes."""
+
+    def freeze(self, node: str, daemon: str | None = None) -> None:
+        self.calls.append(f"freeze {node} {daemon}")
+
+    def thaw(self, node: str, daemon: str | None = None) -> None:
+        self.calls.append(f"thaw {node} {daemon}")
+
+
+HANG = """name: hung-sim
+description: a hung Postfix on a simulated cluster
+probes: {services: [smtp], hz: 20}
+steps:
+  - {do: hang, node: mail02, daemon: postfix, at: 0.5s, expect: {owners: model}}
+  - {do: resume, node: mail02, daemon: postfix, at: 1s}
+"""
+
+
+def test_hang_and_resume_run_where_the_driver_supports_them(tmp_path):
+    path = tmp_path / "hang.yaml"
+    path.write_text(HANG)
+    scenario = load(path, TOPOLOGY)
+    cluster = HangSim(scenario.topology)
+    assert HangSim.supports("hang") and not SimCluster.supports("hang")
+    verdict = run(scenario, cluster, RunFolder.create("hang", root=tmp_path / "runs"), Progress(plain=True))
+    assert verdict["valid"] is True, verdict
+    assert cluster.calls == ["freeze mail02 postfix", "thaw mail02 postfix"]
+
+
+def test_hang_is_refused_before_anything_starts_where_the_driver_cannot(tmp_path):
+    from mailring.errors import InputError
+
+    path = tmp_path / "hang.yaml"
+    path.write_text(HANG)
+    scenario = load(path, TOPOLOGY)
+    cluster = SimCluster(scenario.topology)
+    folder = RunFolder.create("hang", root=tmp_path / "runs")
+    with pytest.raises(InputError, match=r"step 1: do: the sim driver has no hang"):
+        run(scenario, cluster, folder, Progress(plain=True))
+    assert cluster.calls == [] and not (folder.path / "history.jsonl").exists()

@@ -14,6 +14,7 @@ import abc
 import importlib
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,6 +86,28 @@ class Status:
         return held[0] if len(held) == 1 else None
 
 
+# What ``Cluster.up()`` tells ``Cluster.on_up`` per node, in this order (a driver tells the
+# stages it has: the lab has no provisioning, a VM's first boot provisions it).
+UP_STAGES = {
+    "started": "started",
+    "provisioned": "provisioned",
+    "ready": "daemons running",
+    "carp": "CARP converged",
+}
+
+
+@dataclass(frozen=True)
+class UpStep:
+    """One node's progress during ``Cluster.up()``."""
+
+    node: str
+    stage: str  # a key of UP_STAGES
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.node}: {UP_STAGES[self.stage]}" + (f" ({self.detail})" if self.detail else "")
+
+
 class Running(abc.ABC):
     """A command started on a node that runs until stopped (a probe timeline)."""
 
@@ -128,11 +151,44 @@ class Cluster(abc.ABC):
         self.lab = lab
         # where up() copies the nodes' logs when it fails, before it removes what it made
         self.failure_logs: Path | None = None
+        # gets each node's bring-up progress (UpStep) during up(), once per node and stage
+        self.on_up: Callable[[UpStep], None] | None = None
+        self._up_told: set[tuple[str, str]] | None = None  # during up(): the steps told
 
     # lifecycle ------------------------------------------------------------
     @abc.abstractmethod
     def up(self) -> None:
-        """Bring every node and daemon up; return when each answers."""
+        """Bring every node and daemon up; return when each answers. Tell ``on_up`` each
+        node's progress on the way (``up_begin``, ``up_step``, ``up_carp``, ``up_end``)."""
+
+    def up_begin(self) -> None:
+        """A driver's up() starts: from now until ``up_end`` its ``up_step`` calls reach ``on_up``."""
+        self._up_told = set()
+
+    def up_end(self) -> None:
+        self._up_told = None
+
+    def up_step(self, node: str, stage: str, detail: str = "") -> None:
+        """Tell ``on_up`` that a node reached a stage (once per node and stage, during up())."""
+        if stage not in UP_STAGES:
+            raise ValueError(f"unknown bring-up stage {stage!r}; use one of {', '.join(UP_STAGES)}")
+        if self._up_told is None or (node, stage) in self._up_told:
+            return
+        self._up_told.add((node, stage))
+        if self.on_up is not None:
+            self.on_up(UpStep(node, stage, detail))
+
+    def up_carp(self, status: Status, failed: set[str] | frozenset[str] = frozenset()) -> None:
+        """Tell ``carp`` for every mail node that alone holds the VIPs the model gives it (and
+        holds no other); drivers call it with each status they poll while bringing the lab up."""
+        expected = self.topology.expected_owners(failed)
+        for node in self.topology.mail_nodes:
+            if node.name in failed:
+                continue
+            mine = sorted(v for v, o in expected.items() if o == node.name)
+            held = sorted(v for v, h in status.holders.items() if node.name in h)
+            if mine == held and all(status.holders.get(v) == [node.name] for v in mine):
+                self.up_step(node.name, "carp", f"holds {', '.join(mine) or 'no VIP'}")
 
     @abc.abstractmethod
     def down(self) -> None:

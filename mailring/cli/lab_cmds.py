@@ -27,8 +27,11 @@ def status_dict(cluster: Cluster) -> dict:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from mailring.scenario.progress import Progress, bring_up
+
     cluster = cluster_of(args)
-    cluster.up()
+    with Progress() as progress:
+        bring_up(cluster, progress)
     print(f"lab {args.lab} is up ({args.driver}); try: mailring status --lab {args.lab}")
     return 0
 

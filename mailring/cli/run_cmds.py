@@ -23,6 +23,7 @@ from mailring.runs.verdict import first_failure
 
 
 def run_one(scenario, args: argparse.Namespace, progress) -> dict:
+    from mailring.scenario.progress import bring_up
     from mailring.scenario.run import is_up, lab_for, run
 
     cluster = open_cluster(scenario.topology, driver=args.driver, lab=lab_for(args.lab, scenario))
@@ -31,7 +32,7 @@ def run_one(scenario, args: argparse.Namespace, progress) -> dict:
         nodes = len(scenario.topology.nodes)
         progress.status(f"bringing lab {cluster.lab} up ({args.driver}, {nodes} nodes)")
         brought_up = True
-        cluster.up()
+        bring_up(cluster, progress)
         progress.note(f"lab {cluster.lab} is up")
     try:
         folder = RunFolder.create(scenario.name, driver=args.driver, lab=cluster.lab)

@@ -80,6 +80,7 @@ class LabCluster(Cluster):
     def up(self) -> None:
         preflight.check()
         self.down()  # a stale lab of this name, left by a killed run
+        self.up_begin()
         try:
             self._create()
             wait_ready(self, deadline_s=30.0 + 2 * len(self.topology.nodes))
@@ -87,6 +88,8 @@ class LabCluster(Cluster):
             self._save_failure_logs()
             self.down()
             raise
+        finally:
+            self.up_end()
 
     def _save_failure_logs(self) -> None:
         """Every node's logs (daemons' and its init's) into ``failure_logs``, before down()."""
@@ -117,6 +120,7 @@ class LabCluster(Cluster):
                             str(node.address), prefix)
         for node in self.topology.nodes:
             self._start_init(node, hold=("carp-backup",))
+            self.up_step(node, "started", "init and its daemons launched")
         self._start_backups_after_owners()
 
     def _start_backups_after_owners(self) -> None:

@@ -38,6 +38,8 @@ class DaemonFailed(RuntimeError):
 
 
 def _daemons(cluster: LabCluster, node: str) -> None:
+    """NotReady while the node's init does not answer, DaemonFailed when a daemon exited; a
+    node whose every started daemon runs is told ``ready`` (bring-up progress)."""
     try:
         services = cluster.service_states(node)
     except TransportError as exc:
@@ -47,13 +49,18 @@ def _daemons(cluster: LabCluster, node: str) -> None:
             tail = cluster.log_text(node, name).strip().splitlines()[-6:]
             raise DaemonFailed(f"{node}: {name} exited with {st['exited']} at start; last log "
                                f"lines: " + " | ".join(tail))
+    running = sorted(name for name, st in services.items() if st["running"])
+    if running:  # held ones (the backup ucarps at first) start later
+        cluster.up_step(node, "ready", ", ".join(running))
 
 
 def _vips(cluster: LabCluster, failed: set[str] | None = None) -> None:
     """VIP holders as the model predicts for ``failed`` (default: the nodes the lab's recorded
     faults take out of CARP)."""
     status = cluster.status()
-    diff = differences(cluster.topology, status, cluster.carp_failed(status) if failed is None else failed)
+    failed = cluster.carp_failed(status) if failed is None else failed
+    cluster.up_carp(status, failed)
+    diff = differences(cluster.topology, status, failed)
     if diff:
         raise NotReady(f"VIPs not converged: {describe(diff)}")
 
@@ -62,9 +69,9 @@ def wait_owners(cluster: LabCluster, deadline_s: float) -> None:
     """Block until every VIP is held by its owner (the first election at bring-up)."""
 
     def check() -> None:
-        _vips(cluster, failed=set())  # every VIP with its owner
         for node in cluster.topology.nodes:
             _daemons(cluster, node)
+        _vips(cluster, failed=set())  # every VIP with its owner
 
     _poll(check, deadline_s, f"lab {cluster.lab}: first CARP election")
 

@@ -157,18 +157,28 @@ class VagrantCluster(Cluster):
         render_lab(self.topology, self.lab)
         self._check_networks()
         v = self._vagrant()
-        before = {n: self._power(n) for n in self.topology.nodes}
-        client = self.topology.client.name
-        if before[client] != "running":
-            self._call(f"up {client}", v.up, vm_name=client)  # it exports the mail store
-        self._call("up", v.up)  # Vagrant provisions the machines it creates now
-        for name, st in before.items():
-            if st != "not_created":  # existing VMs: apply the current bundles (idempotent)
-                self._call(f"provision {name}", v.provision, vm_name=name)
-        self._forget()
-        self.state.update(faults={})
-        self._install_probe()
-        self.wait_ready()
+        self.up_begin()
+        try:
+            before = {n: self._power(n) for n in self.topology.nodes}
+            client = self.topology.client.name
+            if before[client] != "running":
+                self._call(f"up {client}", v.up, vm_name=client)  # it exports the mail store
+                self.up_step(client, "started", "first: it exports the mail store")
+            self._call("up", v.up)  # Vagrant provisions the machines it creates now
+            for name, st in before.items():
+                self.up_step(name, "started", "was running" if st == "running" else "")
+                if st == "not_created":
+                    self.up_step(name, "provisioned", "created and provisioned by vagrant up")
+            for name, st in before.items():
+                if st != "not_created":  # existing VMs: apply the current bundles (idempotent)
+                    self._call(f"provision {name}", v.provision, vm_name=name)
+                    self.up_step(name, "provisioned", "current bundles applied")
+            self._forget()
+            self.state.update(faults={})
+            self._install_probe()
+            self.wait_ready()
+        finally:
+            self.up_end()
         self._save_snapshot(v)
 
     def _install_probe(self) -> None:

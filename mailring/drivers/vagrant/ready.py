@@ -38,12 +38,20 @@ def node_problem(cluster: Cluster, guest: Guest, node: str) -> str:
 
 
 def not_ready(cluster: Cluster, guest: Guest, nodes: list[str], failed: set[str]) -> str:
-    """What is not ready yet, as one line; "" when everything is. Nodes are asked in parallel."""
+    """What is not ready yet, as one line; "" when everything is. Nodes are asked in parallel;
+    while the lab comes up, each ready node and each node with its model VIPs is told
+    (``Cluster.up_step``, ``Cluster.up_carp``)."""
     with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-        problems = [p for p in pool.map(lambda n: node_problem(cluster, guest, n), nodes) if p]
+        found = dict(zip(nodes, pool.map(lambda n: node_problem(cluster, guest, n), nodes), strict=True))
+    for node, problem in found.items():
+        if not problem:
+            cluster.up_step(node, "ready")
+    problems = [p for p in found.values() if p]
     if problems:
         return "; ".join(problems)
-    diff = differences(cluster.topology, cluster.status(), failed)
+    status = cluster.status()
+    cluster.up_carp(status, failed)
+    diff = differences(cluster.topology, status, failed)
     return "VIPs not converged: " + describe(diff) if diff else ""
 
 

@@ -87,7 +87,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
               f"invariant held; {where}")
         return 0
     if verdict["valid"] is False:
-        print(f"FAIL fuzz seed {seed}: {first_failure(verdict)}")
+        print(f"FAIL fuzz seed {seed}: {verdict['results'][-1]['message']}")
         print(f"shrunk scenario: {verdict['scenario']}")
         print(f"replay: {verdict['replay']}")
         return 1

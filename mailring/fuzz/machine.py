@@ -18,8 +18,8 @@ checked sequence already took with every invariant holding is not run at
 once (the model is deterministic): it runs, and is checked again, only when
 the candidate goes past what is known, so a candidate that is a known
 passing prefix costs the cluster nothing; one that repeats a failing
-sequence fails again at once (Hypothesis's last replay of the shrunk one
-always runs on the cluster).
+sequence fails again at once, from the record. The shrunk sequence is
+reproduced on the cluster by replaying the scenario file written for it.
 """
 
 from __future__ import annotations

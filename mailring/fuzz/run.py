@@ -31,7 +31,7 @@ from mailring.client import Client
 from mailring.fuzz.check import StepVerdict, check_step
 from mailring.fuzz.machine import InvariantBroken, machine_class
 from mailring.fuzz.moves import FaultState, Move
-from mailring.fuzz.write import write_scenario
+from mailring.fuzz.write import n_steps, write_scenario
 from mailring.mailflow import FlowWriter, check_flow
 from mailring.nemesis import Fault, Nemesis
 from mailring.polling.convergence import converge
@@ -269,7 +269,7 @@ def _write(run: Fuzz, folder: RunFolder, failure: Failure | None, error: str | N
         path = write_scenario(folder.path, run.topology, failure, run.options, run.flavour)
         command = f"{replay} {path}"
         extra.update(scenario=str(path), replay=command)
-        results.append(Result("fuzz", False, f"shrunk to {len(failure.moves)} steps: "
+        results.append(Result("fuzz", False, f"shrunk to {n_steps(len(failure.moves))}: "
                               + ", ".join(m.text for m in failure.moves) + f"; {failure.check}: "
                               f"{failure.message}; replay: {command}",
                               figures={"steps": len(failure.moves), "check": failure.check}))

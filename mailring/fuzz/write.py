@@ -30,6 +30,10 @@ PROBED = ("smtp", "pop3", "imap")  # probed in the replay, with any service a fa
 PROBE_HZ = 10
 
 
+def n_steps(n: int) -> str:
+    return f"{n} step{'' if n == 1 else 's'}"
+
+
 def _flow(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=200).strip()
 
@@ -60,7 +64,7 @@ def scenario_text(topo: Topology, failure: Failure, options: Options, flavour: s
     figures = {k: v for k, v in failure.figures.items() if k in ("observed", "expected", "unserved")}
     other = {k: v for k, v in failure.figures.items() if k not in figures}
     head = [f"# Found by mailring fuzz --seed {options.seed} --steps {options.steps} "
-            f"(topology {topo.path}), shrunk to {len(failure.moves)} steps.",
+            f"(topology {topo.path}), shrunk to {n_steps(len(failure.moves))}.",
             f"# Failed: {failure.check} after step {len(failure.moves)}: {failure.message}",
             "# Figures at the failing step:"]
     head += _comment(yaml.safe_dump(other, sort_keys=True, width=100).strip())
@@ -70,7 +74,7 @@ def scenario_text(topo: Topology, failure: Failure, options: Options, flavour: s
     body = [f"name: fuzz-seed{options.seed}",
             "description: >",
             f"  A fault sequence mailring fuzz found breaking '{failure.check}' (seed {options.seed}), "
-            f"shrunk to {len(failure.moves)} steps: {', '.join(m.text for m in failure.moves)}.",
+            f"shrunk to {n_steps(len(failure.moves))}: {', '.join(m.text for m in failure.moves)}.",
             f"probes: {_flow({'services': probed, 'hz': PROBE_HZ})}",
             f"expect: {_flow(expect)}",
             "steps:"]

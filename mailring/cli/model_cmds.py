@@ -18,8 +18,9 @@ from mailring.topology import validate
 def cmd_validate(args: argparse.Namespace) -> int:
     path = args.file or args.topology
     errors = validate(path)
-    if errors:
-        raise InputError("\n".join(errors))
+    if errors:  # one line: the first problem; the count says more are behind it
+        more = f" ({len(errors) - 1} more after this one)" if len(errors) > 1 else ""
+        raise InputError(errors[0] + more)
     topo = topology_of(argparse.Namespace(topology=path))
     out = Console()
     mail = len(topo.mail_nodes)

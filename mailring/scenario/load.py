@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from mailring.errors import InputError, TopologyError
 from mailring.faults import DAEMONS
+from mailring.inputfile import Unreadable, read_yaml
 from mailring.scenario.schema import ExpectSpec, ScenarioSpec, StepSpec
 from mailring.scenario.verbs import VERBS, Verb, node_out_of_carp, target_of
 from mailring.topology import DEFAULT_TOPOLOGY, Topology
@@ -115,13 +116,11 @@ def _where(loc: tuple) -> str:
 def _spec(path: Path) -> tuple[ScenarioSpec | None, list[str], dict]:
     where = str(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path, "a scenario file")
     except FileNotFoundError:
         return None, [f"{where}: file not found; name an existing scenario file"], {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}" if mark else "(file)"
-        return None, [f"{where}: {line}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"], {}
+    except Unreadable as exc:
+        return None, [str(exc)], {}
     if raw is None:
         return None, [f"{where}: the file is empty; write name, description and steps "
                       "(see docs/scenarios.md)"], {}

@@ -29,6 +29,10 @@ def parse_duration(value: Any) -> float:
     """'4s' -> 4.0, '1500ms' -> 1.5, '2m' -> 120.0 (seconds); a bare number has no unit: refused."""
     if isinstance(value, str) and (m := DURATION.match(value)):
         return float(m.group(1)) * UNITS[m.group(2)]
+    negative = value.strip().startswith("-") if isinstance(value, str) else (
+        isinstance(value, int | float) and value < 0)
+    if negative:
+        raise ValueError(f"a time or duration cannot be negative (got {value!r}); times count from the start")
     raise ValueError(f"expected a duration like 4s or 1500ms, got {value!r}")
 
 

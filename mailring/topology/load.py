@@ -15,10 +15,10 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from mailring.errors import TopologyError
+from mailring.inputfile import Unreadable, read_yaml
 from mailring.topology.model import (
     Dns,
     HaproxyTuning,
@@ -59,15 +59,16 @@ def _raw(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict | None, list[st
     """The file's mapping with its ``extends:`` chain merged in, or the one-line problem."""
     where = str(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path, "a topology file")
     except FileNotFoundError:
         if chain:
             return None, [f"{chain[-1]}: extends: {where} not found; name an existing topology file"]
         return None, [f"{where}: file not found; pass an existing topology with --topology"]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}" if mark else "(file)"
-        return None, [f"{where}: {line}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"]
+    except Unreadable as exc:
+        return None, [str(exc)]
+    if raw is None:
+        return None, [f"{where}: (file): the file is empty; write the cluster's sections (name, network, "
+                      "carp, nodes, vips, services, dns, users; see fixtures/topology.yaml)"]
     if not isinstance(raw, dict):
         return None, [f"{where}: (top level): expected a mapping of sections (name, network, nodes, ...)"]
     base_name = raw.pop("extends", None)
@@ -103,6 +104,31 @@ def _read(path: Path) -> tuple[TopologyFile | None, list[str]]:
         return None, sorted(set(msgs), key=msgs.index)
 
 
+def _skipped(ring: list[str], owner: str, backups: set[str]) -> tuple[str, str] | None:
+    """(skipped, farther): a mail node no farther from the owner in the ring than one of its
+    backups but not a backup itself, so failover skips over it; None when there is no gap.
+
+    The backups of a VIP are the ring neighbours outwards from its owner (both sides, as
+    far as the file lists them); a node left out between them would never take the VIP.
+    """
+    if owner not in ring:
+        return None
+    n, at = len(ring), ring.index(owner)
+
+    def dist(node: str) -> int:
+        d = abs(ring.index(node) - at)
+        return min(d, n - d)
+
+    listed = [b for b in backups if b in ring and b != owner]
+    if not listed:
+        return None
+    farthest = max(listed, key=lambda b: (dist(b), ring.index(b)))
+    for node in sorted(ring, key=lambda x: (dist(x), ring.index(x))):
+        if node != owner and node not in backups and dist(node) <= dist(farthest):
+            return node, farthest
+    return None
+
+
 def _cross_check(where: str, f: TopologyFile) -> list[str]:
     errs: list[str] = []
 
@@ -127,6 +153,7 @@ def _cross_check(where: str, f: TopologyFile) -> list[str]:
     if len(mail) < 2:
         err("nodes", "a CARP ring needs at least two nodes with role mail; add more")
 
+    ring = [n for n, s in f.nodes.items() if s.role == "mail"]
     vhids: dict[int, int] = {}
     for i, vip in enumerate(f.vips):
         at = f"vips[{i}]"
@@ -155,6 +182,10 @@ def _cross_check(where: str, f: TopologyFile) -> list[str]:
                 err(f"{at}.backups.{node}", f"advskew {skew} ties with {skews[skew]}; "
                     "give each backup of a VIP its own skew")
             skews.setdefault(skew, node)
+        gap = _skipped(ring, vip.owner, set(vip.backups))
+        if gap:
+            err(f"{at}.backups", f"skips {gap[0]}, which is no farther from the owner {vip.owner} in the "
+                f"ring (the order of nodes) than backup {gap[1]}; add {gap[0]} as a backup or drop {gap[1]}")
 
     # aliases last, so a clash names the alias, not the node or VIP it collides with
     for name, node in f.nodes.items():

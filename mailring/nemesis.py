@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mailring import faults
+from mailring.interrupts import shielded
 
 if TYPE_CHECKING:
     from mailring.cluster import Cluster
@@ -94,14 +95,16 @@ class Nemesis:
         self.history.append(Event(time.time(), "heal", fault.describe()))
 
     def heal_all(self) -> list[str]:
-        """Heal every active fault, newest first; return the errors (the sweep keeps going)."""
+        """Heal every active fault, newest first; return the errors (the sweep keeps going).
+        A Ctrl-C or SIGTERM meanwhile waits until every fault is healed."""
         errors = []
-        for fault in reversed(list(self.active)):
-            try:
-                self.heal(fault)
-            except Exception as exc:  # keep healing the others
-                errors.append(f"{fault.describe()}: {exc}")
-                self.active.remove(fault)
+        with shielded():
+            for fault in reversed(list(self.active)):
+                try:
+                    self.heal(fault)
+                except Exception as exc:  # keep healing the others
+                    errors.append(f"{fault.describe()}: {exc}")
+                    self.active.remove(fault)
         return errors
 
     def inflict(self, kind: str, node: str, *targets: str) -> Fault:

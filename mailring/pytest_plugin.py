@@ -61,6 +61,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
+    from mailring import interrupts
+
+    interrupts.install()  # SIGTERM, like Ctrl-C, ends the session through every fixture's teardown
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
         # one run folder per session: xdist workers, started after this, inherit the stamp
         stamp_run()

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 
+from mailring import interrupts
 from mailring.cluster import TransportError
 from mailring.errors import InputError
 
@@ -29,6 +30,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    interrupts.install()  # SIGTERM, like Ctrl-C, runs every finally: faults healed, lab down
     args = parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
@@ -38,9 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     except (TransportError, TimeoutError) as exc:
         print(f"mailring: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("mailring: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        why = f" ({exc})" if isinstance(exc, interrupts.Terminated) else ""
+        print(f"mailring: interrupted{why}", file=sys.stderr)
+        return interrupts.exit_status(exc)
 
 
 if __name__ == "__main__":

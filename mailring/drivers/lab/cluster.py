@@ -25,6 +25,7 @@ from mailring.drivers.lab import control, netns, preflight, procs
 from mailring.drivers.lab.names import LabNames
 from mailring.drivers.lab.ready import wait_owners, wait_ready, wait_services
 from mailring.errors import InputError
+from mailring.interrupts import shielded
 from mailring.render import render
 from mailring.render.context import MAIL_UID
 from mailring.render.engine import load_manifest
@@ -85,8 +86,9 @@ class LabCluster(Cluster):
             self._create()
             wait_ready(self, deadline_s=30.0 + 2 * len(self.topology.nodes))
         except BaseException:
-            self._save_failure_logs()
-            self.down()
+            with shielded():  # a second Ctrl-C must not leave half a lab
+                self._save_failure_logs()
+                self.down()
             raise
         finally:
             self.up_end()
@@ -159,8 +161,13 @@ class LabCluster(Cluster):
         log.close()
 
     def down(self) -> None:
-        """Kill this lab's processes, delete its namespaces and folders; collect errors, keep going."""
-        close_agent(self)  # the probe agent on the client goes first
+        """Kill this lab's processes, delete its namespaces and folders; collect errors, keep going.
+        Ctrl-C and SIGTERM wait until it is done (also a lab left by a SIGKILLed run goes)."""
+        with shielded():
+            close_agent(self)  # the probe agent on the client goes first
+            self._down()
+
+    def _down(self) -> None:
         state = self._state()
         errors = []
         spaces = [ns for ns in self._namespaces(state) if ns in netns.existing()]

@@ -228,12 +228,14 @@ def test_sigterm_during_a_scenario_heals_and_takes_its_lab_down(bystander, tmp_p
                     env={**os.environ, "MAILRING_RUNS": str(tmp_path)})
     view = open_cluster(bystander.topology, driver="lab", lab=lab)
 
-    def crashed() -> None:
+    def crashed() -> None:  # the node is down and the run has recorded its crash as done
         if proc.poll() is not None:
             raise AssertionError(f"the scenario ended (exit {proc.returncode}) before its crash")
         st = view.status() if namespaces(lab) else None
         if st is None or "crashed" not in {s.state for s in st.nodes.values()}:
             raise NotYet(f"nodes: {st and {n: s.state for n, s in st.nodes.items()}}")
+        if not any('"what": "invoke"' in p.read_text() for p in tmp_path.rglob("*.jsonl")):
+            raise NotYet("the run has not recorded its crash yet")
 
     eventually(crashed, MOMENT_DEADLINE_S, f"scenario single-crash crashes a node of lab {lab}")
     seen = processes(lab)

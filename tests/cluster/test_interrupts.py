@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from mailring.checks.sweep import sweep
-from mailring.checks.wait import NotYet, eventually
 from mailring.cluster import open_cluster
+from mailring.polling.sweep import sweep
+from mailring.polling.wait import NotYet, eventually
 
 pytestmark = pytest.mark.lab_only("reads the lab's namespaces, mounts and processes on this host")
 

@@ -13,9 +13,10 @@ import time
 
 import pytest
 
-from mailring.checks.convergence import converge
-from mailring.checks.timelines import PROBE_TIMEOUT_S, failures_of, targets_for, wait_sampling
+from mailring.checks.timelines import PROBE_TIMEOUT_S, failures_of, targets_for
 from mailring.nemesis import Nemesis
+from mailring.polling.convergence import converge
+from mailring.polling.timelines import wait_sampling
 
 # no fault touches the session's lab: the crash is in the second lab, healed by its own Nemesis
 pytestmark = pytest.mark.lab_only("a second lab beside the session's; too heavy as VMs")

@@ -155,6 +155,8 @@ def stop_at(proc: subprocess.Popen, moment: Moment, sig: int) -> dict[int, str]:
             pytest.fail(f"{moment.name} not reached in {MOMENT_DEADLINE_S} s; last seen: {moment.last}")
         time.sleep(0.01)
     seen = processes(moment.lab)
+    cmd = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+    assert b"mailring.cli.main" in cmd, f"pid {proc.pid} is not the bring-up any more: {cmd!r}"
     os.kill(proc.pid, sig)
     return seen
 

@@ -88,6 +88,7 @@ def test_second_clusters_are_shared_and_go_down_after_their_last_user(pytester, 
             events.append(f"down {self.lab}")
 
     monkeypatch.setattr(plugin, "open_cluster", Fake)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # under -n 2 the lab would be t-gw0-x
     monkeypatch.setenv("MAILRING_RUNS", str(pytester.path / "runs"))
     monkeypatch.setattr(session, "collect_node_logs", lambda config, c: events.append(f"logs {c.lab}"))
     monkeypatch.setattr(plugin, "EVENTS", events, raising=False)

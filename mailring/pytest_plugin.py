@@ -148,17 +148,22 @@ def cluster(pytestconfig: pytest.Config, topology: Topology) -> Iterator[Cluster
     driver = pytestconfig.getoption("mailring_driver")
     c = open_cluster(topology, driver=driver, lab=lab_name(pytestconfig))
     c.failure_logs = folder(pytestconfig).path / "logs" / c.lab  # a failed up() leaves its logs here
+    started = False  # up() returned: the nodes have logs worth keeping
+    made = True  # up() may have made something (False only for bad input: it started nothing)
     try:
-        c.up()
-    except InputError as exc:
-        pytest.exit(f"mailring: {exc}", returncode=2)
-    try:
+        try:
+            c.up()
+        except InputError as exc:
+            made = False
+            pytest.exit(f"mailring: {exc}", returncode=2)
+        started = True
         yield c
-    finally:
-        from mailring.runs.session import collect_node_logs
+    finally:  # also when up() fails or is interrupted (Ctrl-C): what it made goes away
+        if started:
+            from mailring.runs.session import collect_node_logs
 
-        collect_node_logs(pytestconfig, c)
-        if not pytestconfig.getoption("mailring_keep"):
+            collect_node_logs(pytestconfig, c)
+        if made and not pytestconfig.getoption("mailring_keep"):
             c.down()
 
 

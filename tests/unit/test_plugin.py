@@ -128,3 +128,55 @@ def test_a_scenario_item_is_skipped_on_a_driver_without_one_of_its_faults(pytest
                                        "--topology", str(TOPOLOGY), "-rs", str(folder))
     res.assert_outcomes(skipped=1)
     res.stdout.fnmatch_lines(["*the vagrant driver has no fault hang*"])
+
+
+class _HalfUp:
+    """A cluster whose up() stops halfway (a failure or Ctrl-C while VMs are provisioned)."""
+
+    calls: list[str] = []
+
+    def __init__(self, topology, lab: str, fail: BaseException) -> None:
+        self.topology, self.lab, self.fail = topology, lab, fail
+        self.failure_logs = None
+
+    def up(self) -> None:
+        self.calls.append("up")
+        raise self.fail
+
+    def down(self) -> None:
+        self.calls.append("down")
+
+    def log_text(self, node: str, service: str) -> str:
+        self.calls.append("log_text")
+        return ""
+
+
+@pytest.mark.parametrize("fail", [RuntimeError("vagrant up failed"), KeyboardInterrupt()],
+                         ids=["failure", "interrupt"])
+def test_a_cluster_whose_up_stops_halfway_is_taken_down(pytester, monkeypatch, clean_stamp,
+                                                        fail) -> None:
+    import mailring.pytest_plugin as plugin
+    monkeypatch.setenv("MAILRING_RUNS", str(pytester.path / "runs"))
+    _HalfUp.calls = []
+    monkeypatch.setattr(plugin, "open_cluster",
+                        lambda topology, driver, lab: _HalfUp(topology, lab, fail))
+    pytester.makepyfile(test_lab="def test_a(cluster):\n    pass\n")
+    res = pytester.runpytest_inprocess("-p", "mailring.pytest_plugin", "-p", "no:randomly",
+                                       no_reraise_ctrlc=True)
+    assert res.ret != 0
+    assert _HalfUp.calls == ["up", "down"]  # no logs read from nodes that never came up
+
+
+def test_bad_input_to_up_exits_2_and_removes_nothing(pytester, monkeypatch, clean_stamp) -> None:
+    import mailring.pytest_plugin as plugin
+    from mailring.errors import InputError
+
+    monkeypatch.setenv("MAILRING_RUNS", str(pytester.path / "runs"))
+    _HalfUp.calls = []
+    monkeypatch.setattr(plugin, "open_cluster", lambda topology, driver, lab: _HalfUp(
+        topology, lab, InputError("vagrant is not installed; see docs/vagrant.md")))
+    pytester.makepyfile(test_lab="def test_a(cluster):\n    pass\n")
+    res = pytester.runpytest_inprocess("-p", "mailring.pytest_plugin", "-p", "no:randomly")
+    assert res.ret == 2
+    res.stdout.fnmatch_lines(["*mailring: vagrant is not installed; see docs/vagrant.md*"])
+    assert _HalfUp.calls == ["up"]

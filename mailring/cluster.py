@@ -145,6 +145,10 @@ class Cluster(abc.ABC):
 
     NAME = "abstract"
     FLAVOUR = "debian"  # the render flavour (OS) of the nodes; per-OS fault rules key on it
+    # How fast a probe timeline samples this cluster's services and how long one attempt may
+    # wait (mailring.checks.timelines): the lab answers in milliseconds at 20 Hz.
+    PROBE_HZ = 20.0
+    PROBE_TIMEOUT_S = 0.5
 
     def __init__(self, topology: Topology, lab: str = DEFAULT_LAB) -> None:
         self.topology = topology

@@ -47,11 +47,11 @@ def failures_of(ops: list[Op], names: list[str], since: float) -> list[str]:
 CLIENT_ARP_S = 1.0
 
 
-def margin_s(topo: Topology) -> float:
+def margin_s(topo: Topology, hz: float = HZ, timeout_s: float = PROBE_TIMEOUT_S) -> float:
     """What a measured outage may exceed CARP's bound by: ucarp's one-second timer tick
-    (one advbase), the client's ARP locktime, one probe timeout and one sampling period,
-    plus scheduling slack."""
-    return topo.advbase + CLIENT_ARP_S + PROBE_TIMEOUT_S + 1 / HZ + 0.25
+    (one advbase), the client's ARP locktime, one probe timeout and one sampling period
+    (of a timeline sampling at ``hz`` with ``timeout_s``), plus scheduling slack."""
+    return topo.advbase + CLIENT_ARP_S + timeout_s + 1 / hz + 0.25
 
 
 def short_of(ops: list[Op], names: list[str], minimum: int) -> list[str]:

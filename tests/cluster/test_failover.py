@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailring.checks.timelines import HZ, PROBE_TIMEOUT_S, failures_of, margin_s, outages_of, targets_for
+from mailring.checks.timelines import failures_of, margin_s, outages_of, targets_for
 from mailring.polling.convergence import converge
 from mailring.polling.sweep import sweep
 from mailring.polling.timelines import wait_recovered, wait_sampling
@@ -24,6 +24,8 @@ STILL_HZ = 5  # the VIPs that must not move: one service each, sampled more slow
 
 def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
         request, record_property, cluster, client, nemesis, outages, topology, mail_node):
+    hz, timeout = cluster.PROBE_HZ, cluster.PROBE_TIMEOUT_S  # the driver's rates (VMs: slower)
+    margin = margin_s(topology, hz, timeout)
     mine = [str(v.address) for v in topology.vips_owned_by(mail_node)]
     before = topology.expected_owners()
     after = topology.expected_owners({mail_node})
@@ -34,11 +36,11 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
     targets = targets_for(topology, mine)
     names = [t["name"] for t in targets]
     still = [v for v in before if v not in mine]
-    still_targets = targets_for(topology, still, services=("imap",), hz=STILL_HZ)
+    still_targets = targets_for(topology, still, services=("imap",), hz=min(STILL_HZ, hz))
     still_names = [t["name"] for t in still_targets]
     bound = {v: topology.failover_bound_s(v, {mail_node}) for v in mine}
 
-    with client.timeline(targets + still_targets, hz=HZ, timeout=PROBE_TIMEOUT_S, max_seconds=600) as tl:
+    with client.timeline(targets + still_targets, hz=hz, timeout=timeout, max_seconds=600) as tl:
         wait_sampling(tl, names + still_names)
         t_watch = t_crash = tl.now()  # the probe's clock, as its ops (a VM's is its own)
         crash = nemesis.crash(mail_node)
@@ -49,7 +51,7 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
         for vip, owner in before.items():
             if vip not in mine:
                 assert status.owner(vip) == owner, f"VIP {vip} left {owner}, which did not crash"
-        wait_recovered(tl, names, t_crash, max(bound.values()) + margin_s(topology) + 5)
+        wait_recovered(tl, names, t_crash, max(bound.values()) + margin + 5)
 
         t_boot = tl.now()
         nemesis.heal(crash)
@@ -70,7 +72,7 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
         record_property(f"outage {row.fault} {row.service}@{row.vip}", f"{ms} ms, bound {row.bound_ms:.0f}")
     for row in failover:
         assert row.outage_ms is not None and row.outage_ms > 0, f"{row.service}@{row.vip} saw no outage"
-        allowed = row.bound_ms + margin_s(topology) * 1000
+        allowed = row.bound_ms + margin * 1000
         assert row.outage_ms <= allowed, (
             f"{row.service}@{row.vip}: outage {row.outage_ms:.0f} ms after crashing {mail_node}, "
             f"more than CARP's bound {row.bound_ms:.0f} ms + margin ({allowed:.0f} ms)")

@@ -173,3 +173,18 @@ def test_confined_names_belong_to_one_lab_only() -> None:
     assert names.netns == "mr-w10-vm" and names.pool == "mr-w10"
     assert names.domain("w10-mail01") and not names.domain("w100-mail01")
     assert names.network("mr-w10-mgmt") and not names.network("mr-w100")
+
+
+def test_debian_listening_reads_ss_and_marks_any_address() -> None:
+    # `ss -ltn` on mail02 (first lines, header dropped as -H does) while it booted after a crash
+    have = Debian().listening(data("ss-ltn-mail02-debian.txt"))
+    assert {"192.168.56.12:10025", "192.168.56.12:10110", "192.168.56.12:10080", "*:22"} <= have
+    assert "192.168.56.12:10143" not in have  # dovecot's IMAP backend port: not bound yet
+
+
+def test_freebsd_listening_reads_sockstat() -> None:
+    # sockstat(1) -4lq -P tcp columns: USER COMMAND PID FD PROTO LOCAL FOREIGN
+    text = ("root     master     812   13 tcp4   192.168.56.12:10025   *:*\n"
+            "root     sshd       700   4  tcp4   *:22                  *:*\n")
+    have = guest_for("freebsd").listening(text)
+    assert have == {"192.168.56.12:10025", "*:22"}

@@ -47,16 +47,23 @@ from mailring.drivers.vagrant.machines import (
 from mailring.drivers.vagrant.ssh import Ssh
 from mailring.drivers.vagrant.state import LabState
 from mailring.errors import InputError
+from mailring.render.context import backends
 from mailring.render.engine import load_manifest
 
 ROOT = Path(__file__).resolve().parents[3]  # the folder with the Vagrantfile
 PROBE = ROOT / "mailring" / "probe.py"
 READY_S = 600.0
 STATUS_TIMEOUT_S = 20.0
+LISTEN_S = 60.0  # a started daemon binds its ports within this
 
 
 class VagrantCluster(Cluster):
     NAME = "vagrant"
+    # Emulated (TCG) guests answer a banner in tens to hundreds of ms, and seconds while a
+    # neighbour boots on the same cores: the lab's 0.5 s timeout failed ~9 % of attempts on
+    # VIPs that never moved, and 20 Hz on six targets loaded the client VM itself.
+    PROBE_HZ = 4.0
+    PROBE_TIMEOUT_S = 2.0
 
     def __init__(self, topology, lab: str = "mailring") -> None:
         super().__init__(topology, lab)
@@ -346,8 +353,15 @@ class VagrantCluster(Cluster):
         self._run_all(node, self.guest.service_argvs(name, start=False))
 
     def start_daemon(self, node: str, name: str) -> None:
+        """Start a daemon and return once it listens on its backend ports (a TCG guest takes
+        seconds), so HAProxy's rise checks are all that is left for callers to wait for."""
         self._check_daemon_on(node, name)
         self._run_all(node, self.guest.service_argvs(name, start=True))
+        address = str(self.topology.nodes[node].address)
+        endpoints = {f"{address}:{b.port}" for b in backends(self.topology)
+                     if b.service is b.target and b.target.daemon == name}
+        if endpoints:
+            ready.wait_listening(self, self.guest, node, endpoints, LISTEN_S)
 
     def freeze(self, node: str, daemon: str | None = None) -> None:
         """SIGSTOP the daemon's processes (None: every daemon of the node), as the guest finds them."""

@@ -72,3 +72,32 @@ def wait_ready(cluster: Cluster, guest: Guest, nodes: list[str], failed: set[str
     except RetryError:
         raise TimeoutError(f"vagrant lab {cluster.lab} not ready after {deadline_s:.0f} s; "
                            f"last seen: {last[0]}") from None
+
+
+def wait_listening(cluster: Cluster, guest: Guest, node: str, endpoints: set[str],
+                   deadline_s: float) -> None:
+    """Block until the node listens on every "address:port" in ``endpoints`` (a started
+    daemon binds its ports seconds later on a slow guest); on timeout say which are closed
+    and what the node's units report."""
+    last = ["nothing checked yet"]
+
+    def check() -> None:
+        try:
+            res = cluster.run(node, guest.listening_argv(), timeout=30)
+        except TransportError as exc:
+            last[0] = str(exc)
+            raise NotReady(last[0]) from exc
+        have = guest.listening(res.stdout)
+        closed = sorted(e for e in endpoints if e not in have and f"*:{e.rsplit(':', 1)[1]}" not in have)
+        if closed:
+            last[0] = "not listening on " + ", ".join(closed)
+            raise NotReady(last[0])
+
+    try:
+        for attempt in Retrying(stop=stop_after_delay(deadline_s), wait=wait_fixed(POLL_S),
+                                retry=retry_if_exception_type(NotReady)):
+            with attempt:
+                check()
+    except RetryError:
+        units = node_problem(cluster, guest, node) or f"{node}: every unit runs"
+        raise TimeoutError(f"{node}: {last[0]} after {deadline_s:.0f} s; {units}") from None

@@ -70,6 +70,14 @@ class Guest(abc.ABC):
         """What is not running yet on a node of ``role``, as one line; "" when all is."""
 
     @abc.abstractmethod
+    def listening_argv(self) -> list[str]:
+        """The command whose output ``listening`` reads: the node's listening TCP sockets."""
+
+    @abc.abstractmethod
+    def listening(self, text: str) -> set[str]:
+        """"address:port" of every listening TCP socket ("*:port" for any address)."""
+
+    @abc.abstractmethod
     def link_argv(self, iface: str, up: bool) -> list[str]:
         """Bring the cluster NIC up or down (isolate/heal); SSH stays on the management NIC."""
 

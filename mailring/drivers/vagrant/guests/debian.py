@@ -84,6 +84,19 @@ class Debian(Guest):
             problems.insert(0, "no unit for " + ", ".join(missing))
         return "; ".join(problems)
 
+    def listening_argv(self) -> list[str]:
+        return ["ss", "-H", "-l", "-t", "-n"]
+
+    def listening(self, text: str) -> set[str]:
+        """From ``ss -Hltn`` lines (State Recv-Q Send-Q Local:Port Peer:Port)."""
+        out = set()
+        for line in text.splitlines():
+            cols = line.split()
+            if len(cols) >= 4 and cols[0] == "LISTEN":
+                addr, _, port = cols[3].rpartition(":")
+                out.add(f"{'*' if addr in ('0.0.0.0', '*', '[::]') else addr}:{port}")
+        return out
+
     def link_argv(self, iface: str, up: bool) -> list[str]:
         return ["ip", "link", "set", iface, "up" if up else "down"]
 

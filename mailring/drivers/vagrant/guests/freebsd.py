@@ -76,6 +76,14 @@ class FreeBSD(Guest):
         stopped = text.split()
         return f"not running: {', '.join(stopped)}" if stopped or rc != 0 else ""
 
+    def listening_argv(self) -> list[str]:
+        return ["sockstat", "-4", "-l", "-q", "-P", "tcp"]
+
+    def listening(self, text: str) -> set[str]:
+        """From ``sockstat -4lq`` lines (USER COMMAND PID FD PROTO LOCAL FOREIGN)."""
+        return {cols[5] for cols in (line.split() for line in text.splitlines())
+                if len(cols) >= 6 and cols[4].startswith("tcp")}
+
     def link_argv(self, iface: str, up: bool) -> list[str]:
         return ["ifconfig", iface, "up" if up else "down"]
 

@@ -183,6 +183,9 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[VagrantCluste
             return Result(argv, 0, ifconfig.get(node, ""), "")
         if argv[-1] == "onestatus":
             return Result(argv, 0 if argv[1] != "nginx" else 1, "", "")
+        if argv[0] == "sockstat":  # nginx (webmail) listens on its backend port
+            address = TOPO.nodes[node].address
+            return Result(argv, 0, f"www      nginx      901   6  tcp4   {address}:10080   *:*\n", "")
         return Result(argv, 0, "", "")
 
     monkeypatch.setattr(c, "_power", lambda node: machines[node])
@@ -216,6 +219,7 @@ def test_services_isolate_and_heal(fake: tuple[VagrantCluster, list]) -> None:
                      "exec service haproxy onehardstop"],
         ["sh", "-c", "if service nginx onestatus >/dev/null 2>&1; then exit 0; fi; "
                      "exec service nginx onestart"],
+        ["sockstat", "-4", "-l", "-q", "-P", "tcp"],  # started: returns once nginx listens
         ["sysctl", "net.inet.carp.allow=0"]]
     with pytest.raises(InputError):
         c.stop_daemon("mail01", "dns")

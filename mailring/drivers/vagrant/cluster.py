@@ -164,6 +164,7 @@ class VagrantCluster(Cluster):
         render_lab(self.topology, self.lab)
         self._check_networks()
         v = self._vagrant()
+        t0 = time.monotonic()
         self.up_begin()
         try:
             before = {n: self._power(n) for n in self.topology.nodes}
@@ -187,6 +188,7 @@ class VagrantCluster(Cluster):
         finally:
             self.up_end()
         self._save_snapshot(v)
+        _took("up in all", t0)
 
     def _install_probe(self) -> None:
         dest = self.paths["probe"]
@@ -218,7 +220,9 @@ class VagrantCluster(Cluster):
             raise InputError(f"no snapshot {self.snapshot}; run: mailring up --driver vagrant "
                              f"--lab {self.lab}")
         self._forget()
+        t0 = time.monotonic()
         self._call("snapshot restore", v.snapshot_restore, self.snapshot)
+        _took(f"snapshot {self.snapshot} restored", t0)
         self._forget()
         self.state.update(faults={})
         self.wait_ready()
@@ -328,10 +332,13 @@ class VagrantCluster(Cluster):
         if self._power(node) == "running":
             raise InputError(f"{node} is running; crash it before booting it")
         v = self._vagrant()
+        t0 = time.monotonic()
         self._call(f"up {node}", v.up, vm_name=node, provision=False)
+        _took(f"boot {node} (vagrant up)", t0)
         self._forget(node)
         self.record_fault(node, None)
         self.wait_ready(nodes=[node])
+        _took(f"boot {node} until its services answer and it holds CARP again", t0)
 
     def _check_daemon_on(self, node: str, name: str | None) -> str:
         """The node's role, once ``node`` (and ``name``, a daemon the role runs) are known."""
@@ -394,3 +401,8 @@ class VagrantCluster(Cluster):
         res = self.run(node, ["sh", "-c", 'for f; do [ -r "$f" ] && cat "$f"; done; true', "sh",
                               *files])
         return self.guest.log_filter(service, res.stdout)
+
+
+def _took(what: str, since: float) -> None:
+    """One timing line on stdout (the smoke's figures; pytest shows it with -rA)."""
+    print(f"vagrant: {what}: {time.monotonic() - since:.1f} s", flush=True)

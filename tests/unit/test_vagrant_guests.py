@@ -188,3 +188,21 @@ def test_freebsd_listening_reads_sockstat() -> None:
             "root     sshd       700   4  tcp4   *:22                  *:*\n")
     have = guest_for("freebsd").listening(text)
     assert have == {"192.168.56.12:10025", "*:22"}
+
+
+def test_wait_listening_returns_once_bound_and_names_closed_ports_on_timeout() -> None:
+    from mailring.cluster import Result
+    from mailring.drivers.vagrant.ready import wait_listening
+
+    class Node:  # the two commands wait_listening runs, answered with outputs recorded on mail02
+        topology = VM_TOPO
+
+        def run(self, node: str, argv: list[str], timeout: float = 60.0) -> Result:
+            if argv[0] == "ss":
+                return Result(argv, 0, data("ss-ltn-mail02-debian.txt"), "")
+            return Result(argv, 0, data("list-units-mail01-booting.txt"), "")
+
+    wait_listening(Node(), Debian(), "mail02", {"192.168.56.12:10025", "192.168.56.12:10110"}, 5)
+    with pytest.raises(TimeoutError, match=r"mail02: not listening on 192\.168\.56\.12:10143 after 0 s; "
+                                           r"mail02: .*activating"):
+        wait_listening(Node(), Debian(), "mail02", {"192.168.56.12:10143"}, 0.2)

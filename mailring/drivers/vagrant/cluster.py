@@ -54,7 +54,8 @@ ROOT = Path(__file__).resolve().parents[3]  # the folder with the Vagrantfile
 PROBE = ROOT / "mailring" / "probe.py"
 READY_S = 600.0
 STATUS_TIMEOUT_S = 20.0
-LISTEN_S = 60.0  # a started daemon binds its ports within this
+LISTEN_S = 120.0  # a started daemon binds its ports within this (`postfix start-fg` first runs
+# postfix-script's check-fatal and check-warn: postconf, postsuper, find; slow on TCG)
 
 
 class VagrantCluster(Cluster):

@@ -299,6 +299,13 @@ class Client:
                **kw: Any) -> dict[str, Any]:
         return self.request(banner_request(host, port, protocol, tls, **kw))
 
+    def forge(self, forged: str, targets: list[dict[str, Any]], timeout: float = 3.0) -> dict[str, Any]:
+        """Send a PROXY header naming ``forged`` to every target ({name, host, port, then}) at
+        once; per target name: connected, sent, refused, reply, local_port, error."""
+        targets = [dict(t, host=str(t["host"]), timeout=timeout) for t in targets]
+        return self.request({"kind": "forge", "forged": forged, "targets": targets},
+                            timeout=self.timeout + 2 * timeout)
+
     def hold_imap(self, host: Host, port: int, user: str, password: str,
                   max_seconds: float = 60) -> Held:
         """Open an IMAP session and keep it until ``finish()``."""

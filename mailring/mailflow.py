@@ -118,6 +118,18 @@ def queue_entries(cluster: Cluster, node: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
 
 
+def take_queued(cluster: Cluster, node: str, queue_id: str) -> dict[str, Any] | None:
+    """The message ``queue_id`` in ``node``'s Postfix queue, deleted from it (``postsuper -d``)
+    so mail that cannot leave the lab (relayed to an outside domain) is not left waiting;
+    None when the queue does not hold it."""
+    entry = next((e for e in queue_entries(cluster, node) if e.get("queue_id") == queue_id), None)
+    if entry is not None:
+        res = cluster.run(node, ["postsuper", "-d", queue_id], timeout=30)
+        if not res.ok:
+            raise RuntimeError(f"postsuper -d {queue_id} on {node}: {res}")
+    return entry
+
+
 def running_mail_nodes(cluster: Cluster) -> tuple[list[str], set[str]]:
     """(mail nodes running now, mail nodes down)."""
     status = cluster.status()

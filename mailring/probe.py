@@ -389,6 +389,62 @@ def probe_sweep(req: dict, out: dict) -> None:
     out["ok"] = all(r["ok"] for r in results)
 
 
+def proxy_header(forged: str, dst: str, src_port: int, dst_port: int) -> bytes:
+    """A PROXY protocol v1 header that says the connection came from ``forged``."""
+    return f"PROXY TCP4 {forged} {dst} {src_port} {dst_port}\r\n".encode()
+
+
+def forge_once(t: dict, forged: str) -> dict:
+    """Connect to one target, send a PROXY header naming ``forged`` and then the target's
+    ``then`` bytes (a goodbye, or a request), and read what the server answers until it
+    closes. The result says how far the attempt got: refused, or connected, sent and
+    answered; a network failure is a result, never raised."""
+    host, port, timeout = endpoint(t)
+    out: dict[str, Any] = {"connected": False, "sent": False, "reply": ""}
+    deadline = time.monotonic() + timeout
+    sock: Any = None
+    try:
+        sock = socket.create_connection((host, port), timeout)
+        out["connected"], out["local_port"] = True, port_of(sock)
+        sock.sendall(proxy_header(forged, host, out["local_port"], port)
+                     + need(t, "then", str, "").encode())
+        out["sent"] = True
+        reply = b""
+        while len(reply) < 4096 and time.monotonic() < deadline:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        out["reply"] = text(reply)[:1000]
+    except ConnectionRefusedError as e:
+        out["refused"], out["error"] = True, err(e)
+    except Exception as e:  # noqa: BLE001
+        out["error"] = err(e)
+    finally:
+        if sock is not None:
+            sock.close()
+    return out
+
+
+def probe_forge(req: dict, out: dict) -> None:
+    """A forged PROXY header to every target at once: {"forged": addr, "targets": [{name,
+    host, port, then}]}; per target how far it got (see forge_once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    forged = need(req, "forged", str)
+    targets = need(req, "targets", list)
+    if not targets or len(targets) > MAX_SWEEP or not all(isinstance(t, dict) for t in targets):
+        raise BadRequest(f"targets must be 1..{MAX_SWEEP} objects")
+    for t in targets:
+        need(t, "name", str)
+        endpoint(t)
+    with ThreadPoolExecutor(max_workers=min(32, len(targets))) as pool:
+        results = list(pool.map(lambda t: forge_once(t, forged), targets))
+    out["results"] = {t["name"]: r for t, r in zip(targets, results, strict=True)}
+    out["ok"] = True
+
+
 def hold(req: dict) -> int:
     """An IMAP session kept open: log in, print a ready line, wait for stdin EOF (or
     max_seconds), then NOOP and LOGOUT on the same connection and print the result.
@@ -676,6 +732,7 @@ def probe_mailbox(req: dict, out: dict) -> None:
 KINDS: dict[str, Callable[[dict, dict], None]] = {
     "dns": probe_dns, "smtp": probe_smtp, "pop3": probe_pop3, "imap": probe_imap,
     "http": probe_http, "banner": probe_banner, "sweep": probe_sweep, "mailbox": probe_mailbox,
+    "forge": probe_forge,
 }
 
 

@@ -9,7 +9,9 @@ the topology schema's lists, haproxy.cfg.j2's checks, dovecot.conf's
 ``probe_table``, as probe.py runs standalone on nodes), the sweep's named
 greetings, the lab's preflight and the FreeBSD package lists. Adding a
 protocol (ManageSieve on 4190, say) is a row here plus its service in the
-topology file.
+topology file. ``SYSTEM`` lists what every mail node runs beside the daemons
+(the packet filter that keeps clients off the PROXY listeners), with its
+packages per OS the same way.
 
 Stdlib only: ``python3 mailring/protocols.py packages debian`` prints the
 Debian packages for scripts that run before the venv exists.
@@ -47,6 +49,12 @@ DAEMONS: dict[str, Daemon] = {d.name: d for d in (
     Daemon("postfix", "postfix", {"debian": ("postfix",), "freebsd": ("postfix",)}),
     Daemon("dovecot", "dovecot", {"freebsd": ("dovecot",)}),  # 2.4: dovecot24 (see packages())
     Daemon("webmail", "nginx", {"debian": ("nginx-light",), "freebsd": ("nginx",)}),
+)}
+
+# Beside the daemons, on every mail node: the packet filter that lets only the cluster's
+# mail nodes reach the PROXY listeners (nftables on Linux; pf is in FreeBSD's base system).
+SYSTEM: dict[str, Daemon] = {d.name: d for d in (
+    Daemon("filter", "nft", {"debian": ("nftables",)}),
 )}
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
@@ -108,6 +116,8 @@ def packages(flavour: str, protocols_in_use: set[str] | None = None,
         out += [p for p in daemon_packages(name, flavour, dovecot_version, []) if p not in out]
     for p in used:
         out += [pkg for pkg in p.packages.get(flavour, ()) if pkg not in out]
+    for d in SYSTEM.values():
+        out += [pkg for pkg in d.packages.get(flavour, ()) if pkg not in out]
     return out
 
 

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   haproxy postfix dovecot-imapd dovecot-pop3d nginx-light nsd unbound ucarp
+  nftables
   iproute2 util-linux mount socat openssl ca-certificates
   python3 python3-yaml python3-dnspython
   swaks dnsutils curl iputils-arping

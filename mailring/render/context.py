@@ -81,6 +81,23 @@ def backends(topo: Topology) -> list[Backend]:
     return out
 
 
+def mynetworks(topo: Topology) -> list[str]:
+    """Postfix's ``mynetworks``, the clients it relays for to any domain: loopback, the
+    mail nodes themselves and the topology's customer networks, nothing wider. With PROXY
+    off every client seems to come from a mail node, so every client relays (the article's
+    dilemma); with PROXY on Postfix sees the client, so only customers do."""
+    return ["127.0.0.0/8", *(f"{n.address}/32" for n in topo.mail_nodes),
+            *(str(net) for net in topo.customer_networks)]
+
+
+def proxy_ports(topo: Topology) -> list[int]:
+    """The daemons' PROXY listener ports, which only the cluster's mail nodes may reach
+    (the packet filter); none when the topology has the PROXY protocol off."""
+    if not topo.proxy_protocol:
+        return []
+    return sorted({s.proxy_port for s in topo.services.values() if s.daemon and s.proxy_port})
+
+
 def carp_password_file(topo: Topology) -> str:
     return topo.carp_password
 
@@ -113,6 +130,10 @@ def node_context(topo: Topology, node: Node, paths: dict[str, str], flavour: str
         "users": [(u, password_hash(u.password)) for u in topo.users],
         "mail_uid": MAIL_UID,
         "cluster_addresses": [n.address for n in mail],
+        "mynetworks": mynetworks(topo),
+        "proxy_ports": proxy_ports(topo),
+        # who may reach them: the mail nodes, by their own addresses or a VIP they hold
+        "proxy_sources": [*(n.address for n in mail), *(v.address for v in topo.vips)],
         "haproxy": topo.haproxy,
         "haproxy_check_agent": HAPROXY_CHECK_AGENT,
         "haproxy_checks": protocols.haproxy_checks(f"{node.name}.{topo.domain}", HAPROXY_CHECK_AGENT),

@@ -192,6 +192,14 @@ def _cross_check(where: str, f: TopologyFile) -> list[str]:
         for i, alias in enumerate(node.aliases):
             claim(alias, f"nodes.{name}.aliases[{i}]")
 
+    cluster = {n.address: f"nodes.{name}" for name, n in f.nodes.items() if n.role == "mail"}
+    cluster.update({v.address: f"vips[{i}]" for i, v in enumerate(f.vips)})
+    for i, net in enumerate(f.customer_networks):
+        inside = sorted((str(a), what) for a, what in cluster.items() if a in net)
+        if inside:
+            err(f"customer_networks[{i}]", f"{net} holds the cluster's own {inside[0][0]} "
+                f"({inside[0][1]}); list only the customers' addresses, e.g. a client's /32")
+
     ports: dict[int, str] = {}
     for name, svc in f.services.items():
         at = f"services.{name}"
@@ -299,6 +307,7 @@ def _build(path: Path, f: TopologyFile) -> Topology:
         vagrant=VagrantSettings(f.vagrant.memory, f.vagrant.cpus, dict(f.vagrant.boxes),
                                 f.vagrant.os),
         dovecot_version=f.dovecot_version,
+        customer_networks=tuple(f.customer_networks),
     )
 
 

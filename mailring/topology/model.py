@@ -111,6 +111,8 @@ class Topology:
     vagrant: VagrantSettings
     dovecot_version: str = "2.3"  # "2.3" | "2.4": the syntax of the rendered dovecot.conf
     preempt: bool = True  # CARP preemption as rendered; the model assumes it (see schema.CarpSpec)
+    # networks whose mail Postfix relays to any domain (the article's customers)
+    customer_networks: tuple[IPv4Network, ...] = ()
 
     # -- lookups -----------------------------------------------------------
     @property
@@ -142,6 +144,11 @@ class Topology:
     @property
     def domain(self) -> str:
         return self.dns.zone
+
+    def is_customer(self, address: str | IPv4Address) -> bool:
+        """Whether mail from ``address`` is relayed to any domain (it is in a customer network)."""
+        addr = IPv4Address(str(address))
+        return any(addr in net for net in self.customer_networks)
 
     # -- ownership model ---------------------------------------------------
     def expected_owner(self, vip: Vip | str | IPv4Address, failed: Iterable[str] = ()) -> str | None:

@@ -128,6 +128,9 @@ class TopologyFile(Strict):
     # rendered for it (2.4 changed the syntax). Debian 12's lab has 2.3; FreeBSD's
     # pkg has both (dovecot = 2.3, dovecot24 = 2.4).
     dovecot_version: Literal["2.3", "2.4"] = "2.3"
+    # The customers' networks: Postfix relays their mail to any domain (mynetworks).
+    # Anyone else reaches only the cluster's own domain, or relays after AUTH.
+    customer_networks: list[IPv4Network] = Field(default_factory=list)
 
     @field_validator("dovecot_version", mode="before")
     @classmethod

@@ -94,6 +94,7 @@ owner_of() {
 	"$NSD_DIR"/*) echo nsd ;;
 	"$UNBOUND_DIR"/*) echo unbound ;;
 	"$CERTS_DIR"/*) echo certs ;;
+	"$PF_CONF") echo pf ;;
 	"$SYSLOG_DIR"/*) echo syslogd ;;
 	*) echo files ;;
 	esac
@@ -293,6 +294,7 @@ check_configs() {
 		postfix check || die "postfix check failed"
 		doveconf -n -c "$ROOT$DOVECOT_DIR/dovecot.conf" >/dev/null || die "doveconf rejects $DOVECOT_DIR/dovecot.conf"
 		nginx -t -q -c "$ROOT$NGINX_CONF" || die "nginx rejects $NGINX_CONF"
+		pfctl -n -f "$ROOT$PF_CONF" || die "pfctl rejects $PF_CONF"
 	else
 		nsd-checkconf "$ROOT$NSD_DIR/nsd.conf" || die "nsd-checkconf rejects $NSD_DIR/nsd.conf"
 		unbound-checkconf "$ROOT$UNBOUND_DIR/unbound.conf" >/dev/null || die "unbound-checkconf rejects the config"
@@ -309,6 +311,10 @@ start_services() {
 			mark "$s"
 		elif ! changed "$s" || [ "$s" = mailring_carp ]; then
 			continue
+		elif [ "$s" = pf ]; then
+			# reload: the new rules at once, the live states (SSH, sessions) kept
+			say "reloading pf"
+			service pf reload
 		elif [ "$s" = haproxy ]; then
 			# `restart` is stop (SIGUSR1, then wait for every live session to
 			# end: minutes with IMAP clients) + start. `reload` starts the new

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 TOPO = load(REPO / "fixtures" / "topology.yaml")
 STUB = REPO / "tests" / "unit" / "data" / "freebsd" / "stub.sh"
 COMMANDS = ("uname id pkg dovecot sysrc sysctl kldstat kldload ifconfig service stat install "
-            "mount showmount certctl haproxy postfix doveconf nginx nsd-checkconf "
+            "mount showmount certctl haproxy postfix doveconf nginx pfctl nsd-checkconf "
             "unbound-checkconf").split()
 STORE = "/var/mail/vhosts"
 

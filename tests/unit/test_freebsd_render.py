@@ -325,3 +325,24 @@ def test_dovecot_has_its_nfs_settings_on_freebsd_only(bundles: Path, tmp_path: P
     render(TOPO, "debian", debian)
     lab = next(debian.rglob("dovecot.conf")).read_text()
     assert settings(lab) == {}  # the lab's store is a local bind mount
+
+
+def test_pf_keeps_clients_off_the_proxy_ports_and_passes_carp(bundles: Path) -> None:
+    """pf_enable + pf_rules in rc.conf; pf.conf passes everything (CARP explicitly) but a
+    PROXY port from anyone outside the mail nodes' table; pf starts before the daemons."""
+    ports = sorted(s.proxy_port for s in TOPO.services.values() if s.daemon and s.proxy_port)
+    allowed = {str(n.address) for n in TOPO.mail_nodes} | {str(v.address) for v in TOPO.vips}
+    for node in TOPO.mail_nodes:
+        etc = bundles / node.name / "usr/local/etc/mailring"
+        pf = (etc / "pf.conf").read_text()
+        table = re.search(r"^table <mail_nodes> const \{ ([^}]*) \}$", pf, re.M)
+        assert table and set(table.group(1).split(", ")) == allowed, pf
+        assert f'proxy_ports = "{{ {", ".join(map(str, ports))} }}"' in pf
+        rules = [line for line in pf.splitlines() if line and not line.startswith(("#", "table", "proxy_ports"))]
+        assert rules == ["set skip on lo0", "pass all", "pass quick proto 112",
+                         "block return in quick proto tcp from ! <mail_nodes> to any port $proxy_ports"], rules
+        sysrc = (etc / "rc.sysrc").read_text().splitlines()
+        assert "pf_enable=YES" in sysrc and "pf_rules=/usr/local/etc/mailring/pf.conf" in sysrc
+        env = (etc / "node.env").read_text()
+        assert "SERVICES='pf dovecot" in env
+    assert not (bundles / TOPO.client.name / "usr/local/etc/mailring/pf.conf").exists()

@@ -164,3 +164,27 @@ def test_mailbox_lists_the_message_ids_of_every_user(serve) -> None:
     assert out["mailboxes"] == {"alice": ["<m2@x>"], "bob": ["<m2@x>"]}
     rc, out = probe({"kind": "mailbox", "host": "127.0.0.1", "port": srv.port, "users": users, "match": "zz"})
     assert out["mailboxes"] == {"alice": [], "bob": []}
+
+
+def test_forge_sends_the_header_then_its_bytes_and_reports_refusals(serve, refused_port: int) -> None:
+    """A PROXY v1 header naming the forged address, then the target's bytes; a refused port
+    is a result (how far the attempt got), not an error."""
+    got: list[bytes] = []
+
+    def handle(conn: socket.socket) -> None:
+        data = b""
+        while b"QUIT\r\n" not in data:
+            data += conn.recv(1024)
+        got.append(data)
+        conn.sendall(b"221 bye\r\n")
+
+    server = serve(handle)
+    code, out = probe({"kind": "forge", "forged": "203.0.113.77", "targets": [
+        {"name": "open", "host": "127.0.0.1", "port": server.port, "then": "QUIT\r\n", "timeout": 5},
+        {"name": "shut", "host": "127.0.0.1", "port": refused_port, "timeout": 5}]})
+    assert code == 0 and out["ok"], out
+    opened, shut = out["results"]["open"], out["results"]["shut"]
+    assert opened["connected"] and opened["sent"] and opened["reply"] == "221 bye\r\n", opened
+    assert got == [f"PROXY TCP4 203.0.113.77 127.0.0.1 {opened['local_port']} {server.port}\r\n"
+                   "QUIT\r\n".encode()]
+    assert shut["refused"] and not shut["connected"] and not shut["sent"], shut

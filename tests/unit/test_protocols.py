@@ -87,6 +87,10 @@ def test_the_shipped_registry_matches_what_the_lab_and_the_scripts_install() -> 
     setup = (ROOT / "scripts" / "setup.sh").read_text()
     apt = setup.split("APT_PACKAGES=(", 1)[1].split(")", 1)[0].split()
     assert set(protocols.packages("debian")) <= set(apt), "scripts/setup.sh misses registry packages"
+    box = (ROOT / "provision" / "boxes" / "packages.txt").read_text()
+    baked = {w for line in box.splitlines() if not line.startswith("#") for w in line.split()}
+    assert set(protocols.packages("debian")) <= baked, "the VM box misses registry packages"
+    assert "nftables" in protocols.packages("debian") and "nft" in TOOLS  # the packet filter
     for d in protocols.DAEMONS.values():
         assert d.tool in TOOLS
     assert set(NAMED) == {"smtp", "pop3", "imap"}

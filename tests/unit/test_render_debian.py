@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
@@ -62,11 +63,31 @@ def test_postfix_config_is_valid(bundles, node, need_tool) -> None:
     for flag in ("-n", "-M"):
         res = run(postconf, "-c", str(conf), flag)
         assert res.returncode == 0 and res.stderr == "", res.stderr
-    main_cf = run(postconf, "-c", str(conf), "-h", "inet_interfaces", "mynetworks").stdout
+    main_cf = run(postconf, "-c", str(conf), "-h", "inet_interfaces").stdout
     assert str(RING.nodes[node].address) in main_cf
-    assert str(RING.client.address) not in main_cf  # never trust the client: no open relay
     master = (conf / "master.cf").read_text()
     assert "smtpd_upstream_proxy_protocol=haproxy" in master
+
+
+@pytest.mark.parametrize("path", ["topology.yaml", "topology-noproxy.yaml"])
+def test_mynetworks_never_holds_a_client_network_by_accident(path, tmp_path, need_tool) -> None:
+    """Postfix relays to any domain for mynetworks: loopback, the mail nodes one by one and the
+    topology's customer networks, nothing else. No entry may hold a client address that is
+    no customer (client01's alias), nor the cluster network as a whole."""
+    postconf = need_tool("postconf")
+    topo = load(DEFAULT_TOPOLOGY.parent / path)
+    roots = render(topo, "debian", tmp_path)
+    clients = [a for n in topo.nodes.values() if n.role == "client" for a in (n.address, *n.aliases)]
+    strangers = [a for a in clients if not topo.is_customer(a)]
+    assert strangers and topo.customer_networks, "the fixture has a customer and a stranger address"
+    for node in topo.mail_nodes:
+        value = run(postconf, "-c", str(roots[node.name] / "etc/postfix"), "-h", "mynetworks").stdout
+        nets = [ip_network(v) for v in value.replace(",", " ").split()]
+        assert nets == [ip_network("127.0.0.0/8"), *(ip_network(f"{n.address}/32") for n in topo.mail_nodes),
+                        *topo.customer_networks], value
+        trusted = [(a, net) for a in strangers for net in nets if a in net]
+        assert not trusted, f"{node.name}: mynetworks holds the stranger: {trusted}"
+        assert not any(topo.network.subnet_of(net) for net in nets), value
 
 
 @pytest.mark.parametrize("node", [n.name for n in RING.mail_nodes])
@@ -197,3 +218,27 @@ def test_balance_source_sends_the_client_and_its_alias_to_two_different_backups(
     picks = {str(a): source_hash_backup(RING, owner, str(a)) for a in sources}
     assert picks == {"192.168.56.100": "mail02", "192.168.56.201": "mail03"}  # .100 % 4 = 0, .201 % 4 = 1
     assert source_hash_backup(RING, owner, "192.168.56.200") == "mail02"  # why the alias is not .200
+
+
+def test_mail_nodes_get_a_packet_filter_for_the_proxy_ports(bundles, need_tool) -> None:
+    """nftables: only mail nodes (their addresses and VIPs) reach a PROXY port; nft accepts it."""
+    nft = need_tool("nft")
+    ports = sorted(s.proxy_port for s in RING.services.values() if s.daemon and s.proxy_port)
+    for node in RING.mail_nodes:
+        path = bundles[node.name] / "etc/mailring/nftables.conf"
+        text = path.read_text()
+        rule = re.search(r"tcp dport \{ ([\d, ]+) \} ip saddr != @mail_nodes .*reject", text)
+        assert rule and [int(p) for p in rule.group(1).split(", ")] == ports, text
+        allowed = re.search(r"elements = \{ ([^}]*) \}", text).group(1).split(", ")
+        assert set(allowed) == {str(n.address) for n in RING.mail_nodes} | {str(v.address) for v in RING.vips}
+        assert str(RING.client.address) not in text
+        res = run(nft, "-c", "-f", str(path))  # -c: check only, nothing is loaded
+        assert res.returncode == 0, res.stderr
+    assert not (bundles["client01"] / "etc/mailring/nftables.conf").exists()
+
+
+def test_haproxy_public_binds_never_read_a_proxy_header(bundles) -> None:
+    for node in RING.mail_nodes:
+        cfg = (bundles[node.name] / "etc/haproxy/haproxy.cfg").read_text()
+        binds = [line for line in cfg.splitlines() if line.strip().startswith("bind ")]
+        assert binds and not [b for b in binds if "accept-proxy" in b], binds

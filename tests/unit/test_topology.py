@@ -210,3 +210,21 @@ def test_a_bad_alias_names_the_alias(tmp_path, alias, words) -> None:
     errors = validate(path)
     assert len(errors) == 1 and errors[0].startswith(f"{path}: nodes.client01.aliases[0]: "), errors
     assert words in errors[0]
+
+
+@pytest.mark.parametrize(("net", "words"), [
+    ("192.168.56.0/24", "holds the cluster's own 192.168.56.101 (vips[0])"),
+    ("192.168.56.11/32", "holds the cluster's own 192.168.56.11 (nodes.mail01)"),
+    ("192.168.56.100/24", "not a valid IPv4 network"),
+])
+def test_a_customer_network_holding_the_cluster_is_refused(tmp_path, net, words) -> None:
+    path = write(tmp_path, lambda d: d.update(customer_networks=[net]))
+    errors = validate(path)
+    assert len(errors) == 1 and errors[0].startswith(f"{path}: customer_networks[0]: "), errors
+    assert words in errors[0], errors
+
+
+def test_customers_are_told_apart_from_strangers() -> None:
+    assert RING.is_customer(RING.client.address)
+    assert RING.client.aliases and not any(RING.is_customer(a) for a in RING.client.aliases)
+    assert not any(RING.is_customer(n.address) for n in RING.mail_nodes)

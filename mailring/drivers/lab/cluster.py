@@ -44,7 +44,9 @@ class LabCluster(Cluster):
     def __init__(self, topology, lab: str = "mailring") -> None:
         super().__init__(topology, lab)
         self.names = LabNames(lab)
-        self.haproxy_socket = load_manifest("debian").paths["haproxy_socket"]
+        paths = load_manifest("debian").paths
+        self.haproxy_socket = paths["haproxy_socket"]
+        self.filter_rules = paths["filter"].lstrip("/")  # in a node's bundle
 
     # -- state ----------------------------------------------------------------
     def _state(self) -> dict:
@@ -120,6 +122,9 @@ class LabCluster(Cluster):
         for node in self.topology.nodes.values():
             netns.make_node(names.lan, names.netns(node.name), names.port(node.name),
                             str(node.address), prefix)
+            rules = names.bundles / node.name / self.filter_rules
+            if rules.exists():  # mail nodes: before any daemon listens
+                netns.load_filter(names.netns(node.name), str(rules))
         for node in self.topology.nodes:
             self._start_init(node, hold=("carp-backup",))
             self.up_step(node, "started", "init and its daemons launched")

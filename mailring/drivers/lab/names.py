@@ -15,6 +15,7 @@ from mailring.errors import InputError
 
 PREFIX = "mr"
 BUILD = Path(__file__).resolve().parents[3] / "build"
+BRIDGE = "br0"  # the lab's switch, inside the bridge namespace
 LAB_NAME = re.compile(r"^(?=.{1,24}$)[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 
@@ -48,6 +49,11 @@ class LabNames:
     @property
     def lan(self) -> str:
         return f"{PREFIX}-{self.lab}-lan"
+
+    @property
+    def bridge(self) -> str:
+        """The bridge every node's port is on (in the ``lan`` namespace)."""
+        return BRIDGE
 
     def netns(self, node: str) -> str:
         return f"{PREFIX}-{self.lab}-{node}"

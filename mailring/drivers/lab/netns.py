@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import subprocess
 
-BRIDGE = "br0"
+from mailring.drivers.lab.names import BRIDGE
+
 NODE_IF = "eth0"
 
 
@@ -43,6 +44,15 @@ def make_node(lan: str, ns: str, port: str, address: str, prefixlen: int) -> Non
     ip("-n", ns, "link", "set", NODE_IF, "up")
     ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", NODE_IF)
     sysctl(ns, "net.ipv4.ip_nonlocal_bind", "1")
+
+
+def load_filter(ns: str, rules: str) -> None:
+    """Load a node's packet filter (an nftables file) into its namespace; it stays there
+    across the node's crashes and boots, as the namespace does."""
+    res = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", rules], capture_output=True,
+                         text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"nft -f {rules} in {ns}: {res.stderr.strip()}")
 
 
 def sysctl(ns: str, key: str, value: str) -> None:

@@ -17,6 +17,7 @@ TOOLS = {
     "mount": "mount",
     "haproxy": "haproxy",
     **{d.tool: " ".join(protocols.daemon_packages(d.name, "debian")) for d in protocols.DAEMONS.values()},
+    **{d.tool: " ".join(d.packages["debian"]) for d in protocols.SYSTEM.values()},
     "ucarp": "ucarp",
     "nsd": "nsd",
     "unbound": "unbound",

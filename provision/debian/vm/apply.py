@@ -8,7 +8,9 @@ runs, so ucarp has the lab's advbase, advskew and preempt), grouped in one
 target per mailring service (mailring-postfix.target, mailring-carp.target,
 ...) under mailring.target, and restarts what changed. The ucarp units wait for
 mailring-gate.service (/etc/mailring/carp-gate, once per boot): CARP only
-once the node's services answer. A second
+once the node's services answer. On a mail node every unit waits for
+mailring-filter.service, which loads the packet filter (nftables) that keeps
+clients off the PROXY listeners. A second
 run with the same bundle changes nothing and says so.
 """
 import os
@@ -27,6 +29,8 @@ STORE = "{{ paths.mail_store }}"
 SERVICES = Path("{{ paths.mailring }}/services.yaml")
 GATE = "{{ paths.mailring }}/carp-gate"
 GATE_UNIT = "mailring-gate.service"
+FILTER = "{{ paths.filter }}"
+FILTER_UNIT = "mailring-filter.service"
 SKIP = {"apply.py"}
 # services.yaml groups -> mailring service (the lab holds backup ucarps back; here every
 # ucarp waits for the gate and backups take over later by their -r dead time)
@@ -108,6 +112,9 @@ def units(services):
                 service_lines += ["Restart=always", "RestartSec=1"]
             if service in ON_STORE and ROLE == "mail":
                 lines.append("RequiresMountsFor=" + STORE)
+            if ROLE == "mail":  # no daemon listens before the filter is in place
+                lines.append("Requires=" + FILTER_UNIT)
+                after.append(FILTER_UNIT)
             lines.append("After=" + " ".join(after))
             out[name] = "\n".join(lines + [""] + service_lines) + "\n"
     if "carp" in groups:
@@ -118,6 +125,12 @@ def units(services):
             "", "[Service]", "Type=oneshot", "RemainAfterExit=yes", "ExecStart=" + GATE,
             "TimeoutStartSec=330", "StandardOutput=append:%s/carp.log" % LOG,
             "StandardError=append:%s/carp.log" % LOG]) + "\n"
+    if ROLE == "mail":
+        out[FILTER_UNIT] = "\n".join([
+            "[Unit]", "Description=mailring: the packet filter (only mail nodes reach PROXY ports)",
+            "PartOf=mailring.target", "DefaultDependencies=no", "Before=network-pre.target",
+            "Wants=network-pre.target", "", "[Service]", "Type=oneshot", "RemainAfterExit=yes",
+            "ExecStart=/usr/sbin/nft -f " + FILTER]) + "\n"
     for service, names in groups.items():
         out["mailring-%s.target" % service] = "\n".join([
             "[Unit]", "Description=mailring %s" % service, "Wants=" + " ".join(names),

@@ -97,6 +97,6 @@ mount)
 	log "mount $1" ;;
 showmount) printf 'Exports list on %s:\n%s  x\n' "$2" "$STUB_EXPORTED" ;;
 certctl) log "certctl $*" ;;
-haproxy | postfix | doveconf | nginx | nsd-checkconf | unbound-checkconf) exit 0 ;;
+haproxy | postfix | doveconf | nginx | pfctl | nsd-checkconf | unbound-checkconf) exit 0 ;;
 *) echo "stub.sh: no stand-in for $(basename "$0")" >&2; exit 3 ;;
 esac

@@ -1,0 +1,118 @@
+"""A client cannot choose the address the daemons log: forged PROXY headers are refused.
+
+From client01, a PROXY header naming a documentation address (FORGED) goes to
+every VIP on every service port (HAProxy's public binds, which must not read a
+PROXY header from a client) and to every mail node's own PROXY listener of
+every daemon (which the packet filter keeps for the cluster's mail nodes).
+The probe says how far each attempt got, so a test that reached nothing fails:
+a VIP must take the connection and the header, and a node's PROXY port must
+refuse it while the other nodes' HAProxy reaches it (their checks say UP), so
+the refusal is the filter's, not a closed port. Once HAProxy and the serving
+daemon have logged each plain VIP attempt (with client01's real address), no
+daemon's log on any mail node may name the forged address.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mailring import protocols
+from mailring.checks.client_address import LogCursor, haproxy_session, server_states
+from mailring.checks.wait import NotYet, eventually
+from mailring.render.context import haproxy_backend
+
+FORGED = "203.0.113.77"  # TEST-NET-3 (RFC 5737): a documentation address, never a real client
+LOGS = ("haproxy", "postfix", "dovecot", "webmail")  # every daemon's log on a mail node
+LOG_DEADLINE_S = 10.0
+
+
+def then(topology, service: str, host: str) -> str:
+    """What follows the header: the protocol's goodbye, or a request for HTTP."""
+    svc = topology.services[service]
+    if svc.protocol == "http":
+        return f"GET / HTTP/1.0\r\nHost: {host}\r\n\r\n"
+    return protocols.PROTOCOLS[svc.protocol].quit
+
+
+def vip_targets(topology) -> list[dict]:
+    return [{"name": f"{name} on VIP {vip.address}:{svc.port}", "host": str(vip.address),
+             "port": svc.port, "then": then(topology, name, str(vip.address)), "service": name,
+             "vip": str(vip.address)}
+            for vip in topology.vips for name, svc in topology.services.items()]
+
+
+def proxy_targets(topology) -> list[dict]:
+    return [{"name": f"{name} PROXY port {node.name}:{svc.proxy_port}", "host": str(node.address),
+             "port": svc.proxy_port, "then": then(topology, name, str(node.address)), "service": name,
+             "node": node.name}
+            for node in topology.mail_nodes for name, svc in topology.services.items()
+            if svc.daemon and svc.proxy_port]
+
+
+def peers_reach_the_proxy_ports(cluster, topology) -> None:
+    """Every node's PROXY listeners answer the other mail nodes' HAProxy (check UP)."""
+    mail = [n.name for n in topology.mail_nodes]
+    proxied = [name for name, svc in topology.services.items() if svc.daemon and svc.proxy_port]
+    down = []
+    for i, node in enumerate(mail):
+        peer = mail[(i + 1) % len(mail)]
+        states = server_states(cluster.haproxy_command(peer, "show stat"))
+        for name in proxied:
+            state = states.get((haproxy_backend(name), node))
+            if state is None or not state.up:
+                down.append(f"{peer}'s HAProxy sees {haproxy_backend(name)}/{node} as "
+                            f"{state.status if state else 'missing'}")
+    assert not down, "the PROXY listeners must answer the mail nodes first:\n" + "\n".join(down)
+
+
+def wait_logged(cluster, topology, cursor: LogCursor, target: dict, result: dict) -> None:
+    """HAProxy on the VIP's holder logged the attempt, and so did the daemon it went to,
+    both with client01's real address (the attempt really reached them)."""
+    me, port = str(topology.client.address), result["local_port"]
+    holder = topology.expected_owner(target["vip"])
+    hop = eventually(lambda: haproxy_session(cursor.records(holder, "haproxy"), me, port),
+                     LOG_DEADLINE_S, f"HAProxy on {holder} logging {target['name']} from port {port}")
+    svc = topology.services[target["service"]]
+    daemon = svc.daemon or topology.services[svc.backend].daemon
+    if svc.tls or daemon not in ("postfix", "dovecot") or hop.server not in topology.nodes:
+        return  # the header ended the TLS handshake or the HTTP request in HAProxy itself
+    mark = f"{me}]:{port}" if daemon == "postfix" else f"rport={port}"
+
+    def logged() -> None:
+        if mark not in cluster.log_text(hop.server, daemon)[cursor.marks[(hop.server, daemon)]:]:
+            raise NotYet(f"no {daemon} line with {mark!r} on {hop.server} yet")
+
+    eventually(logged, LOG_DEADLINE_S, f"{daemon} on {hop.server} logging {target['name']}")
+
+
+def test_a_forged_proxy_header_is_refused_and_never_logged(cluster, client, topology):
+    if not topology.proxy_protocol:
+        pytest.skip(f"{topology.path} has proxy_protocol off: no daemon reads PROXY headers")
+    peers_reach_the_proxy_ports(cluster, topology)
+    cursor = LogCursor(cluster, [(n.name, log) for n in topology.mail_nodes for log in LOGS])
+    vips, ports = vip_targets(topology), proxy_targets(topology)
+    results = client.forge(FORGED, vips + ports)["results"]
+
+    problems = []
+    for t in ports:
+        r = results[t["name"]]
+        if r.get("connected"):
+            problems.append(f"{t['node']} {t['service']}: its PROXY port {t['port']} took client01's "
+                            f"connection and a header forging {FORGED}; it answered {r['reply'][:80]!r}")
+        elif not r.get("refused"):
+            problems.append(f"{t['node']} {t['service']}: port {t['port']} neither refused nor took "
+                            f"the attempt: {r}")
+    for t in vips:
+        r = results[t["name"]]
+        if not (r.get("connected") and r.get("sent")):
+            problems.append(f"{t['name']}: the forged header never reached HAProxy: {r}")
+    assert not problems, "\n".join(problems)
+
+    for t in vips:
+        if not topology.services[t["service"]].tls:
+            wait_logged(cluster, topology, cursor, t, results[t["name"]])
+    logged = [f"{node.name} {log}: {line.strip()}"
+              for node in topology.mail_nodes for log in LOGS
+              for line in cluster.log_text(node.name, log)[cursor.marks[(node.name, log)]:].splitlines()
+              if FORGED in line]
+    assert not logged, f"the forged client address {FORGED} was logged:\n" + "\n".join(logged[:20])

@@ -372,8 +372,8 @@ def probe_banner(req: dict, out: dict) -> None:
     out.update(banner_once(req, greetings(req)))
 
 
-def probe_sweep(req: dict, out: dict) -> None:
-    """One banner probe per target, all at once: {"targets": [{name, host, port, protocol, ...}]}."""
+def each_target(req: dict, once: Callable[[dict], dict]) -> dict[str, dict]:
+    """``once(target)`` for every target of the request, all at once: name -> result."""
     from concurrent.futures import ThreadPoolExecutor
 
     targets = need(req, "targets", list)
@@ -383,10 +383,15 @@ def probe_sweep(req: dict, out: dict) -> None:
         need(t, "name", str)
         endpoint(t)
     with ThreadPoolExecutor(max_workers=min(32, len(targets))) as pool:
-        table = greetings(req)
-        results = list(pool.map(lambda t: banner_once(t, table), targets))
-    out["results"] = {t["name"]: r for t, r in zip(targets, results, strict=True)}
-    out["ok"] = all(r["ok"] for r in results)
+        results = list(pool.map(once, targets))
+    return {t["name"]: r for t, r in zip(targets, results, strict=True)}
+
+
+def probe_sweep(req: dict, out: dict) -> None:
+    """One banner probe per target, all at once: {"targets": [{name, host, port, protocol, ...}]}."""
+    table = greetings(req)
+    out["results"] = each_target(req, lambda t: banner_once(t, table))
+    out["ok"] = all(r["ok"] for r in out["results"].values())
 
 
 def proxy_header(forged: str, dst: str, src_port: int, dst_port: int) -> bytes:
@@ -430,18 +435,8 @@ def forge_once(t: dict, forged: str) -> dict:
 def probe_forge(req: dict, out: dict) -> None:
     """A forged PROXY header to every target at once: {"forged": addr, "targets": [{name,
     host, port, then}]}; per target how far it got (see forge_once)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     forged = need(req, "forged", str)
-    targets = need(req, "targets", list)
-    if not targets or len(targets) > MAX_SWEEP or not all(isinstance(t, dict) for t in targets):
-        raise BadRequest(f"targets must be 1..{MAX_SWEEP} objects")
-    for t in targets:
-        need(t, "name", str)
-        endpoint(t)
-    with ThreadPoolExecutor(max_workers=min(32, len(targets))) as pool:
-        results = list(pool.map(lambda t: forge_once(t, forged), targets))
-    out["results"] = {t["name"]: r for t, r in zip(targets, results, strict=True)}
+    out["results"] = each_target(req, lambda t: forge_once(t, forged))
     out["ok"] = True
 
 

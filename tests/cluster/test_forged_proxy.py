@@ -98,21 +98,19 @@ def test_a_forged_proxy_header_is_refused_and_never_logged(cluster, client, topo
         r = results[t["name"]]
         if r.get("connected"):
             problems.append(f"{t['node']} {t['service']}: its PROXY port {t['port']} took client01's "
-                            f"connection and a header forging {FORGED}; it answered {r['reply'][:80]!r}")
+                            f"connection and a header forging {FORGED}; it answered {r['reply'][:60]!r}")
         elif not r.get("refused"):
             problems.append(f"{t['node']} {t['service']}: port {t['port']} neither refused nor took "
                             f"the attempt: {r}")
-    for t in vips:
-        r = results[t["name"]]
-        if not (r.get("connected") and r.get("sent")):
-            problems.append(f"{t['name']}: the forged header never reached HAProxy: {r}")
-    assert not problems, "\n".join(problems)
-
+    unreached = [f"{t['name']}: the forged header never reached HAProxy: {r}"
+                 for t in vips for r in [results[t["name"]]] if not (r.get("connected") and r.get("sent"))]
+    assert not unreached, "\n".join(unreached)
     for t in vips:
         if not topology.services[t["service"]].tls:
             wait_logged(cluster, topology, cursor, t, results[t["name"]])
-    logged = [f"{node.name} {log}: {line.strip()}"
-              for node in topology.mail_nodes for log in LOGS
-              for line in cluster.log_text(node.name, log)[cursor.marks[(node.name, log)]:].splitlines()
-              if FORGED in line]
-    assert not logged, f"the forged client address {FORGED} was logged:\n" + "\n".join(logged[:20])
+    # every attempt has ended and been logged where it was taken: now read every log
+    problems += [f"{node.name} {log} logged the forged client address {FORGED}: {line.strip()}"
+                 for node in topology.mail_nodes for log in LOGS
+                 for line in cluster.log_text(node.name, log)[cursor.marks[(node.name, log)]:].splitlines()
+                 if FORGED in line]
+    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems)

@@ -338,9 +338,10 @@ def test_pf_keeps_clients_off_the_proxy_ports_and_passes_carp(bundles: Path) -> 
         table = re.search(r"^table <mail_nodes> const \{ ([^}]*) \}$", pf, re.M)
         assert table and set(table.group(1).split(", ")) == allowed, pf
         assert f'proxy_ports = "{{ {", ".join(map(str, ports))} }}"' in pf
-        rules = [line for line in pf.splitlines() if line and not line.startswith(("#", "table", "proxy_ports"))]
-        assert rules == ["set skip on lo0", "pass all", "pass quick proto 112",
-                         "block return in quick proto tcp from ! <mail_nodes> to any port $proxy_ports"], rules
+        rules = [line for line in pf.splitlines()
+                 if line and not line.startswith(("#", "table", "proxy_ports"))]
+        block = "block return in quick proto tcp from ! <mail_nodes> to any port $proxy_ports"
+        assert rules == ["set skip on lo0", "pass all", "pass quick proto 112", block], rules
         sysrc = (etc / "rc.sysrc").read_text().splitlines()
         assert "pf_enable=YES" in sysrc and "pf_rules=/usr/local/etc/mailring/pf.conf" in sysrc
         env = (etc / "node.env").read_text()

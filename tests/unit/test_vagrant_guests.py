@@ -138,6 +138,24 @@ def test_apply_makes_one_ucarp_unit_per_vhid_with_the_labs_arguments(bundle: Pat
         units["mailring-webmail-nginx.service"]
 
 
+def test_apply_loads_the_packet_filter_before_any_mail_daemon(bundle: Path) -> None:
+    """A mail node's units all require mailring-filter.service (nft -f the rendered rules);
+    the client, with no PROXY listener, has no filter."""
+    root = bundle / "mail01"
+    units = load_apply(root).units(yaml.safe_load((root / "etc/mailring/services.yaml").read_text()))
+    assert "ExecStart=/usr/sbin/nft -f /etc/mailring/nftables.conf" in units["mailring-filter.service"]
+    assert (root / "etc/mailring/nftables.conf").is_file()
+    daemons = [n for n in units if n.endswith(".service") and n not in (
+        "mailring-filter.service", "mailring-gate.service")]
+    for name in daemons:
+        assert "Requires=mailring-filter.service" in units[name], name
+        assert "mailring-filter.service" in units[name].split("After=", 1)[1].splitlines()[0], name
+    client = bundle / "client01"
+    client_units = load_apply(client).units(
+        yaml.safe_load((client / "etc/mailring/services.yaml").read_text()))
+    assert "mailring-filter.service" not in client_units
+
+
 def test_apply_escapes_dollars_and_percents_for_systemd(bundle: Path) -> None:
     apply = load_apply(bundle / "client01")
     assert apply.systemd_quote(["sh", "-c", 'echo "$1" 50%']) == "sh -c 'echo \"$$1\" 50%%'"

@@ -300,8 +300,9 @@ class Client:
         return self.request(banner_request(host, port, protocol, tls, **kw))
 
     def forge(self, forged: str, targets: list[dict[str, Any]], timeout: float = 3.0) -> dict[str, Any]:
-        """Send a PROXY header naming ``forged`` to every target ({name, host, port, then}) at
-        once; per target name: connected, sent, refused, reply, local_port, error."""
+        """Send a PROXY header naming ``forged`` to every target ({name, host, port, then,
+        greeting_wait}) at once; per target name: connected, greeting, sent, refused, reply,
+        local_port, error."""
         targets = [dict(t, host=str(t["host"]), timeout=timeout) for t in targets]
         return self.request({"kind": "forge", "forged": forged, "targets": targets},
                             timeout=self.timeout + 2 * timeout)

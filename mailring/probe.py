@@ -402,18 +402,34 @@ def proxy_header(forged: str, dst: str, src_port: int, dst_port: int) -> bytes:
 def forge_once(t: dict, forged: str) -> dict:
     """Connect to one target, send a PROXY header naming ``forged`` and then the target's
     ``then`` bytes (a goodbye, or a request), and read what the server answers until it
-    closes. The result says how far the attempt got: refused, or connected, sent and
-    answered; a network failure is a result, never raised."""
+    closes. With ``greeting_wait`` (seconds), a greeting that comes within it is read
+    first, and the answer to the header before ``then`` goes: to a server that takes no
+    PROXY header it is an ordinary (bad) command, not bytes the server quotes in its log
+    as sent too early; a listener that waits for a header sends no greeting, and gets
+    the header once the wait is over. The result says how far the
+    attempt got: refused, or connected, sent and answered; a network failure is a
+    result, never raised."""
     host, port, timeout = endpoint(t)
-    out: dict[str, Any] = {"connected": False, "sent": False, "reply": ""}
+    wait = float(need(t, "greeting_wait", (int, float), 0))
+    out: dict[str, Any] = {"connected": False, "sent": False, "greeting": "", "reply": ""}
     deadline = time.monotonic() + timeout
     sock: Any = None
     try:
         sock = socket.create_connection((host, port), timeout)
         out["connected"], out["local_port"] = True, port_of(sock)
-        sock.sendall(proxy_header(forged, host, out["local_port"], port)
-                     + need(t, "then", str, "").encode())
+        if wait > 0:
+            try:
+                out["greeting"] = text(read_line(sock, time.monotonic() + min(wait, timeout)))
+            except TimeoutError:
+                pass  # none came: a listener waiting for the header
+        sock.sendall(proxy_header(forged, host, out["local_port"], port))
         out["sent"] = True
+        if wait > 0:  # the answer to the header line (or a PROXY listener's greeting) first
+            try:
+                out["after_header"] = text(read_line(sock, time.monotonic() + min(wait, timeout)))
+            except TimeoutError:
+                pass
+        sock.sendall(need(t, "then", str, "").encode())
         reply = b""
         while len(reply) < 4096 and time.monotonic() < deadline:
             sock.settimeout(max(deadline - time.monotonic(), 0.01))

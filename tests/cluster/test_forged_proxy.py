@@ -4,6 +4,11 @@ From client01, a PROXY header naming a documentation address (FORGED) goes to
 every VIP on every service port (HAProxy's public binds, which must not read a
 PROXY header from a client) and to every mail node's own PROXY listener of
 every daemon (which the packet filter keeps for the cluster's mail nodes).
+The header follows the server's greeting when one comes within GREETING_WAIT_S
+(as a forger would find it: a server that ignores PROXY headers greets at once,
+and Postfix would quote header bytes sent before its greeting in an "improper
+command pipelining" line), else it goes at once; a listener that takes PROXY
+headers (and HAProxy, were a public bind to accept them) waits for it silently.
 The probe says how far each attempt got, so a test that reached nothing fails:
 a VIP must take the connection and the header, and a node's PROXY port must
 refuse it while the other nodes' HAProxy reaches it (their checks say UP), so
@@ -24,6 +29,7 @@ from mailring.render.context import haproxy_backend
 FORGED = "203.0.113.77"  # TEST-NET-3 (RFC 5737): a documentation address, never a real client
 LOGS = ("haproxy", "postfix", "dovecot", "webmail")  # every daemon's log on a mail node
 LOG_DEADLINE_S = 10.0
+GREETING_WAIT_S = 1.0
 
 
 def then(topology, service: str, host: str) -> str:
@@ -34,17 +40,22 @@ def then(topology, service: str, host: str) -> str:
     return protocols.PROTOCOLS[svc.protocol].quit
 
 
+def wait(svc) -> float:
+    """HTTP has no greeting: its header and request go at once."""
+    return 0.0 if svc.protocol == "http" else GREETING_WAIT_S
+
+
 def vip_targets(topology) -> list[dict]:
     return [{"name": f"{name} on VIP {vip.address}:{svc.port}", "host": str(vip.address),
              "port": svc.port, "then": then(topology, name, str(vip.address)), "service": name,
-             "vip": str(vip.address)}
+             "vip": str(vip.address), "greeting_wait": wait(svc)}
             for vip in topology.vips for name, svc in topology.services.items()]
 
 
 def proxy_targets(topology) -> list[dict]:
     return [{"name": f"{name} PROXY port {node.name}:{svc.proxy_port}", "host": str(node.address),
              "port": svc.proxy_port, "then": then(topology, name, str(node.address)), "service": name,
-             "node": node.name}
+             "node": node.name, "greeting_wait": wait(svc)}
             for node in topology.mail_nodes for name, svc in topology.services.items()
             if svc.daemon and svc.proxy_port]
 

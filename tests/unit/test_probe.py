@@ -188,3 +188,23 @@ def test_forge_sends_the_header_then_its_bytes_and_reports_refusals(serve, refus
     assert got == [f"PROXY TCP4 203.0.113.77 127.0.0.1 {opened['local_port']} {server.port}\r\n"
                    "QUIT\r\n".encode()]
     assert shut["refused"] and not shut["connected"] and not shut["sent"], shut
+
+
+def test_forge_sends_the_header_after_a_greeting_or_after_the_wait(serve) -> None:
+    got: list[bytes] = []
+
+    def greeter(conn: socket.socket) -> None:
+        conn.sendall(b"220 hello\r\n")
+        got.append(conn.recv(1024))
+
+    def silent(conn: socket.socket) -> None:
+        got.append(conn.recv(1024))
+
+    loud, quiet = serve(greeter), serve(silent)
+    targets = [{"name": n, "host": "127.0.0.1", "port": s.port, "greeting_wait": 0.5, "timeout": 5}
+               for n, s in (("loud", loud), ("quiet", quiet))]
+    code, out = probe({"kind": "forge", "forged": "203.0.113.77", "targets": targets})
+    assert code == 0, out
+    assert out["results"]["loud"]["greeting"] == "220 hello\r\n" and out["results"]["loud"]["sent"]
+    assert out["results"]["quiet"]["greeting"] == "" and out["results"]["quiet"]["sent"]
+    assert all(g.startswith(b"PROXY TCP4 203.0.113.77 127.0.0.1 ") for g in got), got

@@ -213,7 +213,7 @@ def test_without_proxy_everyone_relays_the_open_relay_side_of_the_dilemma(noprox
     for vip in (str(v.address) for v in topo.vips):
         for who, source in (("customer", customers[0]), ("stranger", strangers[0])):
             res = client.send_mail(vip, topo.services["smtp"].port, topo.users[0].address,
-                                   "someone@relay-test.invalid", "relay?", "an open relay",
+                                   "someone@relay-test.example", "relay?", "an open relay",
                                    source=source)
             if res.get("queue_id"):
                 take_queued(noproxy, topo.expected_owner(vip), res["queue_id"])

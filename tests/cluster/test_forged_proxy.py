@@ -22,8 +22,10 @@ from __future__ import annotations
 import pytest
 
 from mailring import protocols
-from mailring.checks.client_address import LogCursor, haproxy_session, server_states
-from mailring.checks.wait import NotYet, eventually
+from mailring.checks import NotYet
+from mailring.checks.client_address import haproxy_session, server_states
+from mailring.polling.logs import LogCursor
+from mailring.polling.wait import eventually
 from mailring.render.context import haproxy_backend
 
 FORGED = "203.0.113.77"  # TEST-NET-3 (RFC 5737): a documentation address, never a real client

@@ -8,6 +8,7 @@ module imports this one and not the other way round.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -64,14 +65,21 @@ def wait_ready(cluster: Cluster, guest: Guest, nodes: list[str], failed: set[str
         if last[0]:
             raise NotReady(last[0])
 
+    if not _polled(check, deadline_s):
+        raise TimeoutError(f"vagrant lab {cluster.lab} not ready after {deadline_s:.0f} s; "
+                           f"last seen: {last[0]}")
+
+
+def _polled(check: Callable[[], None], deadline_s: float) -> bool:
+    """Call ``check`` every POLL_S until it stops raising NotReady; False when ``deadline_s`` ran out."""
     try:
         for attempt in Retrying(stop=stop_after_delay(deadline_s), wait=wait_fixed(POLL_S),
                                 retry=retry_if_exception_type(NotReady)):
             with attempt:
                 check()
     except RetryError:
-        raise TimeoutError(f"vagrant lab {cluster.lab} not ready after {deadline_s:.0f} s; "
-                           f"last seen: {last[0]}") from None
+        return False
+    return True
 
 
 def wait_listening(cluster: Cluster, guest: Guest, node: str, endpoints: set[str],
@@ -93,11 +101,6 @@ def wait_listening(cluster: Cluster, guest: Guest, node: str, endpoints: set[str
             last[0] = "not listening on " + ", ".join(closed)
             raise NotReady(last[0])
 
-    try:
-        for attempt in Retrying(stop=stop_after_delay(deadline_s), wait=wait_fixed(POLL_S),
-                                retry=retry_if_exception_type(NotReady)):
-            with attempt:
-                check()
-    except RetryError:
+    if not _polled(check, deadline_s):
         units = node_problem(cluster, guest, node) or f"{node}: every unit runs"
-        raise TimeoutError(f"{node}: {last[0]} after {deadline_s:.0f} s; {units}") from None
+        raise TimeoutError(f"{node}: {last[0]} after {deadline_s:.0f} s; {units}")

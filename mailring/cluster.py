@@ -149,6 +149,11 @@ class Cluster(abc.ABC):
     # wait (mailring.checks.timelines): the lab answers in milliseconds at 20 Hz.
     PROBE_HZ = 20.0
     PROBE_TIMEOUT_S = 0.5
+    # How long one sweep attempt (every service on every VIP at once) may wait, and how much
+    # longer than CARP's bound + margin this driver's nodes may take to settle where the model
+    # says (mailring.polling): the lab answers at once and ucarp never restarts there.
+    SWEEP_TIMEOUT_S = 2.0
+    SETTLE_S = 0.0
 
     def __init__(self, topology: Topology, lab: str = DEFAULT_LAB) -> None:
         self.topology = topology

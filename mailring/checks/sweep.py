@@ -19,13 +19,13 @@ if TYPE_CHECKING:
 NAMED = named_greetings()  # protocols whose greeting names the serving node
 
 
-def targets(topo: Topology) -> list[dict[str, Any]]:
-    """One banner target per (service, VIP), named '<service>@<VIP>'."""
+def targets(topo: Topology, timeout_s: float = 2.0) -> list[dict[str, Any]]:
+    """One banner target per (service, VIP), named '<service>@<VIP>', each waiting ``timeout_s``."""
     out = []
     for v in topo.vips:
         for svc in topo.services.values():
             out.append({"name": f"{svc.name}@{v.address}", "host": str(v.address), "port": svc.port,
-                        "protocol": svc.protocol, "tls": svc.tls, "timeout": 2.0})
+                        "protocol": svc.protocol, "tls": svc.tls, "timeout": timeout_s})
     return out
 
 

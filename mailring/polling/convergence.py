@@ -17,6 +17,7 @@ def converge(cluster: Cluster, failed: set[str] | None = None, deadline: float |
 
     ``failed`` defaults to the nodes the cluster's recorded faults take out of CARP
     (``Cluster.carp_failed``: crashed, isolated, ... as the nodes' OS behaves).
+    The deadline is CARP's bound + margin, plus the driver's ``SETTLE_S`` (emulated guests).
     On timeout the error names each VIP, its expected and its actual owner.
     """
     topo = cluster.topology
@@ -30,4 +31,5 @@ def converge(cluster: Cluster, failed: set[str] | None = None, deadline: float |
         return status
 
     down = cluster.carp_failed() if failed is None else set(failed)
-    return eventually(check, deadline or deadline_s(topo, down), "VIP ownership as the model predicts")
+    return eventually(check, deadline or deadline_s(topo, down) + cluster.SETTLE_S,
+                      "VIP ownership as the model predicts")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mailring.cluster import Result
+from mailring.cluster import Result, TransportError
 from mailring.drivers.vagrant import cluster as vcluster
 from mailring.drivers.vagrant import ops
 from mailring.drivers.vagrant.cluster import VagrantCluster
@@ -119,6 +119,12 @@ def test_service_crash_and_log_commands() -> None:
     assert ops.crash_argv("virtualbox", "abc") == ["VBoxManage", "controlvm", "abc", "poweroff"]
     assert ops.crash_argv("libvirt", "u-u-i-d") == ["virsh", "-c", "qemu:///system", "destroy",
                                                     "u-u-i-d"]
+    assert ops.power_on_argv("virtualbox", "abc") == ["VBoxManage", "startvm", "abc", "--type",
+                                                      "headless"]
+    assert ops.power_on_argv("libvirt", "u-u-i-d", "qemu:///x") == ["virsh", "-c", "qemu:///x",
+                                                                    "start", "u-u-i-d"]
+    with pytest.raises(InputError, match="hyperv"):
+        ops.power_on_argv("hyperv", "abc")
     with pytest.raises(InputError):
         ops.check_role("client01", "client", "postfix")
     assert ops.log_paths("dns", "/var/log") == ["/var/log/nsd.log", "/var/log/unbound.log"]
@@ -252,6 +258,33 @@ def test_crash_powers_the_vm_off(fake: tuple[VagrantCluster, list], tmp_path: Pa
     assert c.faults()["mail05"] == "crashed"
     with pytest.raises(InputError, match="not running"):
         c.crash("mail02")
+
+
+def test_boot_powers_the_vm_on_without_vagrant_up(fake: tuple[VagrantCluster, list], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    c, _ = fake
+    monkeypatch.setattr(VagrantCluster, "dotfile", property(lambda self: tmp_path / ".vagrant"))
+    id_file = tmp_path / ".vagrant/machines/mail02/libvirt/id"
+    id_file.parent.mkdir(parents=True)
+    id_file.write_text("d0m-uuid\n")
+    seen, waited = [], []
+
+    def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess:
+        seen.append(argv)
+        return subprocess.CompletedProcess(argv, 0 if len(seen) == 1 else 1, "", "error: boom")
+
+    monkeypatch.setattr(vcluster.subprocess, "run", run)
+    monkeypatch.setattr(c, "wait_ready", lambda nodes=None: waited.append(nodes))
+    monkeypatch.setattr(c, "_vagrant", lambda: pytest.fail("boot must not call vagrant"))
+    c.boot("mail02")
+    assert seen == [["virsh", "-c", c.libvirt_uri, "start", "d0m-uuid"]]
+    assert waited == [["mail02"]] and "mail02" not in c.faults()
+    with pytest.raises(InputError, match="is running"):
+        c.boot("mail01")
+    c.record_fault("mail02", "crashed")
+    with pytest.raises(TransportError, match="mail02: power-on failed.*boom"):
+        c.boot("mail02")  # the provider refused: its words in one error, the fault kept
+    assert c.faults()["mail02"] == "crashed"
 
 
 def test_labs_keep_their_machines_apart(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -61,3 +61,43 @@ def test_steadily_times_out_when_nothing_can_be_judged() -> None:
 
     with pytest.raises(CheckError, match="only 0 of 2 reads judged .* last seen: check in flight"):
         steadily(never, 2, 0.05, "x", poll_s=0.01)
+
+
+def test_the_drivers_allowances_reach_sweeps_and_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An emulated guest's driver gives each sweep attempt longer and each wait more time."""
+    from types import SimpleNamespace
+
+    import mailring.polling.convergence as convergence
+    import mailring.polling.sweep as sweep_mod
+    from mailring.checks.convergence import deadline_s
+    from mailring.drivers.vagrant.cluster import VagrantCluster
+    from mailring.topology import load
+    from tests.unit.pinned import TOPOLOGY
+
+    topo = load(TOPOLOGY)
+    asked, deadlines = [], []
+
+    class Cl:
+        def __init__(self, cluster) -> None:
+            self.cluster = cluster
+
+        def request(self, req):
+            asked.append({t["timeout"] for t in req["targets"]})
+            return {"results": {t["name"]: {"ok": True, "banner": ""} for t in req["targets"]}}
+
+    def fake_eventually(check, deadline, what, poll_s=0.05):
+        deadlines.append(deadline)
+
+    monkeypatch.setattr(sweep_mod, "eventually", fake_eventually)
+    monkeypatch.setattr(convergence, "eventually", fake_eventually)
+    for cls, timeout, settle in ((SimpleNamespace(SWEEP_TIMEOUT_S=2.0, SETTLE_S=0.0), 2.0, 0.0),
+                                 (VagrantCluster, VagrantCluster.SWEEP_TIMEOUT_S, VagrantCluster.SETTLE_S)):
+        asked.clear(), deadlines.clear()
+        cluster = SimpleNamespace(SWEEP_TIMEOUT_S=cls.SWEEP_TIMEOUT_S, SETTLE_S=cls.SETTLE_S,
+                                  topology=topo, carp_failed=lambda status=None: set())
+        sweep_mod.sweep(Cl(cluster), topo, {})
+        sweep_mod.wait_clean(Cl(cluster), topo, {}, 6.0, "clean")
+        convergence.converge(cluster, failed={"mail01"})
+        assert asked == [{timeout}]
+        assert deadlines == [6.0 + settle, deadline_s(topo, {"mail01"}) + settle]
+    assert VagrantCluster.SWEEP_TIMEOUT_S > 2.0 and VagrantCluster.SETTLE_S > 0

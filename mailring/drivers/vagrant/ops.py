@@ -7,7 +7,8 @@
   the aliases stay configured, so HAProxy keeps its binds);
 - hang/resume: SIGSTOP/SIGCONT of an rc.d daemon's whole process tree, found
   from its script's status line (``freeze_argv``);
-- crash: the provider's hard power-off (no ACPI, no clean shutdown);
+- crash: the provider's hard power-off (no ACPI, no clean shutdown); boot: the provider's
+  power-on over the same disk;
 - logs: which files hold a service's log on a node;
 - the bundle digest that says whether the provisioned snapshot is current.
 """
@@ -107,6 +108,17 @@ def crash_argv(provider: str, machine_id: str, libvirt_uri: str = "qemu:///syste
     if provider == "libvirt":
         return ["virsh", "-c", libvirt_uri, "destroy", machine_id]
     raise InputError(f"crash: provider {provider!r} is not supported; use virtualbox or libvirt")
+
+
+def power_on_argv(provider: str, machine_id: str, libvirt_uri: str = "qemu:///system") -> list[str]:
+    """The host command that powers a crashed VM on again over the same disk (VirtualBox
+    headless start, libvirt start): no `vagrant up`, whose Ruby start-up, IP and SSH waits and
+    network re-configuration cost minutes on TCG guests; the guest's own config brings it up."""
+    if provider == "virtualbox":
+        return ["VBoxManage", "startvm", machine_id, "--type", "headless"]
+    if provider == "libvirt":
+        return ["virsh", "-c", libvirt_uri, "start", machine_id]
+    raise InputError(f"boot: provider {provider!r} is not supported; use virtualbox or libvirt")
 
 
 def machine_id_file(dotfile: Path, node: str, provider: str) -> Path:

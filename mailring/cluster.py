@@ -154,6 +154,9 @@ class Cluster(abc.ABC):
     # says (mailring.polling): the lab answers at once and ucarp never restarts there.
     SWEEP_TIMEOUT_S = 2.0
     SETTLE_S = 0.0
+    # How many holder reads a HolderWatch must have made for its "never two holders" to count
+    # (mailring.polling.holders): the lab's status() takes milliseconds.
+    HOLDER_SAMPLES = 20
 
     def __init__(self, topology: Topology, lab: str = DEFAULT_LAB) -> None:
         self.topology = topology

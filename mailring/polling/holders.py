@@ -75,9 +75,12 @@ class HolderWatch:
         """The time of the first sample from ``since`` on that shows the expected holders."""
         return next((s.t for s in self.since(since) if held_as(s, expected)), None)
 
-    def check(self, allowed: list[Handover] | tuple[Handover, ...] = (), minimum: int = 20) -> list[str]:
-        """Raise unless at least ``minimum`` samples were read and none had two holders of one
+    def check(self, allowed: list[Handover] | tuple[Handover, ...] = (),
+              minimum: int | None = None) -> list[str]:
+        """Raise unless at least ``minimum`` samples (default: the driver's ``HOLDER_SAMPLES``)
+        were read and none had two holders of one
         VIP (but for ``allowed`` handovers); return the forgiven handover doubles, described."""
+        minimum = self.cluster.HOLDER_SAMPLES if minimum is None else minimum
         if len(self.samples) < minimum:
             raise CheckError(f"only {len(self.samples)} holder samples read (wanted {minimum}); "
                              f"errors: {self.errors[-3:]}")

@@ -32,7 +32,8 @@ def served_by_each(client: Client, topo: Topology, sessions: list[tuple[str, str
 
 def wait_served(client: Client, topo: Topology, vip: str, service: str, want, deadline_s: float,
                 what: str) -> str:
-    """Wait until a fresh session on vip/service is served by a node for which want(node) holds."""
+    """Wait until a fresh session on vip/service is served by a node for which want(node) holds,
+    for ``deadline_s`` plus the driver's ``SETTLE_S``."""
 
     def check() -> str:
         node = served_by(client, topo, vip, service)
@@ -40,4 +41,4 @@ def wait_served(client: Client, topo: Topology, vip: str, service: str, want, de
             raise NotYet(f"{service}@{vip} served by {node}")
         return node
 
-    return eventually(check, deadline_s, what)
+    return eventually(check, deadline_s + client.cluster.SETTLE_S, what)

@@ -45,5 +45,8 @@ rc=0
 if [ -n "$bench" ] && [ "$rc" -eq 0 ]; then
   "${MAILRING_PY:-.venv/bin}/python" benchmarks/vagrant.py --reuse --topology "$topology" \
     --lab "${MAILRING_LAB:-mailring}" || rc=$?
+elif [ -n "$bench" ]; then  # no benchmark after failed tests: the kept VMs go now
+  "${MAILRING_PY:-.venv/bin}/mailring" down --driver vagrant --topology "$topology" \
+    --lab "${MAILRING_LAB:-mailring}" || true
 fi
 exit "$rc"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from mailring.drivers.vagrant import power
-from mailring.drivers.vagrant.confine import Names, host_leaks
+from mailring.drivers.vagrant.confine import Confinement, Names, host_leaks
 from mailring.drivers.vagrant.guests import guest_for
 from mailring.drivers.vagrant.guests.debian import Debian
 from mailring.drivers.vagrant.machines import machine_list, render_lab
@@ -191,6 +191,15 @@ def test_confined_names_belong_to_one_lab_only() -> None:
     assert names.netns == "mr-w10-vm" and names.pool == "mr-w10"
     assert names.domain("w10-mail01") and not names.domain("w100-mail01")
     assert names.network("mr-w10-mgmt") and not names.network("mr-w100")
+
+
+def test_the_confined_command_uses_the_confinements_lab_name() -> None:
+    """A kept or half-torn-down cluster's domains (``<lab>-<node>``) must be ones the
+    confinement's teardown recognises: the command runs with MAILRING_LAB set to its lab."""
+    conf = Confinement(Names("smoke", Path("/tmp/build")))
+    lab = conf.env()["MAILRING_LAB"]
+    assert lab == "smoke" and conf.names.domain(f"{lab}-mail02")
+    assert not conf.names.domain("mailring-mail02")
 
 
 def test_debian_listening_reads_ss_and_marks_any_address() -> None:

@@ -236,6 +236,9 @@ class Confinement:
     def env(self) -> dict[str, str]:
         """What the confined command needs to drive this libvirtd and pool."""
         return {
+            # the command's mailring runs use this lab name, so their libvirt domains are
+            # <lab>-<node> and the teardown finds them (pytest's default lab would not match)
+            "MAILRING_LAB": self.names.lab,
             "MAILRING_CONFINED": self.names.netns,
             "MAILRING_LIBVIRT_POOL": self.names.pool,
             "MAILRING_LIBVIRT_DRIVER": "qemu",  # TCG: /dev/kvm here is a nested software KVM

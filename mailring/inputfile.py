@@ -9,6 +9,7 @@ further, so the caller can exit 2 having started nothing.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,24 @@ class Unreadable(Exception):
 
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
+
+
+def pinned(path: str | Path) -> Path:
+    """The file ``path`` names now. A path through a symlink (``runs/latest/x``) becomes the path
+    it leads to (``runs/<stamp>-<name>/x``, relative to the working folder when inside it); any
+    other path is kept as given, so messages name it as the person typed it.
+
+    A command that repoints such a link while it works (each scenario run moves
+    ``runs/latest`` to its new folder) still reads, copies and records the files it was given.
+    """
+    given = Path(path)
+    real = given.resolve()
+    if real == Path(os.path.abspath(given)):
+        return given
+    try:
+        return real.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return real
 
 
 def read_yaml(path: Path, what: str) -> Any:

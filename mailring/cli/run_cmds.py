@@ -16,6 +16,7 @@ import sys
 from mailring.cli.common import add_common
 from mailring.cluster import open_cluster
 from mailring.errors import InputError
+from mailring.inputfile import pinned
 from mailring.runs import RunFolder
 from mailring.runs.report import write_report
 from mailring.runs.store import VERDICT
@@ -23,6 +24,7 @@ from mailring.runs.verdict import first_failure
 
 
 def run_one(scenario, args: argparse.Namespace, progress) -> dict:
+    """Run one loaded scenario on its lab (brought up first if it is not); its verdict and folder."""
     from mailring.scenario.progress import bring_up
     from mailring.scenario.run import is_up, lab_for, run
 
@@ -49,14 +51,16 @@ def cmd_scenario(args: argparse.Namespace) -> int:
     from mailring.scenario import load, validate
     from mailring.scenario.progress import Progress
 
-    for file in args.files:  # every file checked before anything starts
-        _, errors = validate(file, args.topology)
+    # each run repoints runs/latest: a file named through it is the one it names now
+    files, topology = [pinned(f) for f in args.files], pinned(args.topology)
+    for file in files:  # every file checked before anything starts
+        _, errors = validate(file, topology)
         if errors:
             raise InputError(errors[0])
     worst = 0
     with Progress() as progress:
-        for file in args.files:
-            scenario = load(file, args.topology)
+        for file in files:
+            scenario = load(file, topology)
             try:
                 verdict = run_one(scenario, args, progress)
             except (AssertionError, RuntimeError, TimeoutError) as exc:  # could not be carried out

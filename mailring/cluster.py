@@ -210,6 +210,11 @@ class Cluster(abc.ABC):
     def status(self) -> Status:
         """Nodes' states and which nodes hold each VIP now."""
 
+    def brought_up_from(self) -> tuple[str, str | None] | None:
+        """The topology file a lab of this name was brought up from and its ``fingerprint()``
+        (None in an older record), as the driver recorded them; None: no record of this lab."""
+        return None
+
     # commands -------------------------------------------------------------
     @abc.abstractmethod
     def run(self, node: str, argv: list[str], timeout: float = 60.0,

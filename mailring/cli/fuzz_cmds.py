@@ -48,7 +48,7 @@ def replay_command(args: argparse.Namespace) -> str:
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from mailring.fuzz.run import Options, fuzz
     from mailring.scenario.progress import Progress
-    from mailring.scenario.run import is_up
+    from mailring.scenario.run import check_same_topology, is_up
 
     steps = positive("steps", args.steps)
     examples = positive("examples", args.examples)
@@ -61,6 +61,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError(f"--budget: {exc}; fix the value") from None
     cluster = cluster_of(args)  # a bad topology, driver or lab name: exit 2 before anything starts
+    check_same_topology(cluster)  # nor is a lab brought up from another topology reused
     options = Options(steps=steps, seed=seed, budget_s=budget, examples=examples, mail=not args.no_mail)
     with Progress() as progress:
         brought_up = False

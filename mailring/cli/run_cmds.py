@@ -1,7 +1,8 @@
 """`mailring scenario FILE...` and `mailring report RUN_DIR`: outage scenarios and their run folders.
 
 `scenario` checks every file first (a broken one: one line, exit 2, nothing
-started), then runs each: it brings the cluster up if it is not, runs the
+started; so is a lab of the same name that runs another topology: it is never
+reused), then runs each: it brings the cluster up if it is not, runs the
 steps, heals every fault and, if it brought the cluster up, takes it down
 again, also on Ctrl-C. Exit 0 when every expectation held, 1 when one failed
 (the line names the step, service, VIP and figures), 2 when a run could not
@@ -14,7 +15,7 @@ import argparse
 import sys
 
 from mailring.cli.common import add_common
-from mailring.cluster import open_cluster
+from mailring.cluster import Cluster, open_cluster
 from mailring.errors import InputError
 from mailring.inputfile import pinned
 from mailring.runs import RunFolder
@@ -23,12 +24,21 @@ from mailring.runs.store import VERDICT
 from mailring.runs.verdict import first_failure
 
 
+def lab_of(scenario, args: argparse.Namespace) -> Cluster:
+    """The scenario's lab; InputError if a lab of that name runs another topology."""
+    from mailring.scenario.run import check_same_topology, lab_for
+
+    cluster = open_cluster(scenario.topology, driver=args.driver, lab=lab_for(args.lab, scenario))
+    check_same_topology(cluster)
+    return cluster
+
+
 def run_one(scenario, args: argparse.Namespace, progress) -> dict:
     """Run one loaded scenario on its lab (brought up first if it is not); its verdict and folder."""
     from mailring.scenario.progress import bring_up
-    from mailring.scenario.run import is_up, lab_for, run
+    from mailring.scenario.run import is_up, run
 
-    cluster = open_cluster(scenario.topology, driver=args.driver, lab=lab_for(args.lab, scenario))
+    cluster = lab_of(scenario, args)
     brought_up = False
     if not is_up(cluster):
         nodes = len(scenario.topology.nodes)
@@ -48,19 +58,22 @@ def run_one(scenario, args: argparse.Namespace, progress) -> dict:
 
 
 def cmd_scenario(args: argparse.Namespace) -> int:
-    from mailring.scenario import load, validate
+    from mailring.scenario import validate
     from mailring.scenario.progress import Progress
 
     # each run repoints runs/latest: a file named through it is the one it names now
     files, topology = [pinned(f) for f in args.files], pinned(args.topology)
+    scenarios = []
     for file in files:  # every file checked before anything starts
-        _, errors = validate(file, topology)
+        scenario, errors = validate(file, topology)
         if errors:
             raise InputError(errors[0])
+        scenarios.append(scenario)
+    for scenario in scenarios:  # nor is a lab of another topology reused (checked again at its turn)
+        lab_of(scenario, args)
     worst = 0
     with Progress() as progress:
-        for file in files:
-            scenario = load(file, topology)
+        for scenario in scenarios:
             try:
                 verdict = run_one(scenario, args, progress)
             except (AssertionError, RuntimeError, TimeoutError) as exc:  # could not be carried out

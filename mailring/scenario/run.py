@@ -57,6 +57,24 @@ def lab_for(base: str, scenario: Scenario) -> str:
     return f"{base}-{suffix}"[:24].rstrip("-")
 
 
+def check_same_topology(cluster: Cluster) -> None:
+    """InputError (exit 2, nothing started) when a lab of this name was brought up from another
+    topology: reusing it would probe and fault nodes and VIPs its file does not describe, and
+    bringing it up would first take the other one down."""
+    record = cluster.brought_up_from()
+    if record is None:
+        return
+    path, fingerprint = record
+    topo = cluster.topology
+    same_file = Path(path).resolve() == Path(topo.path).resolve()
+    if fingerprint == topo.fingerprint() or (fingerprint is None and same_file):
+        return
+    raise InputError(f"{topo.path}: --lab {cluster.lab}: that lab runs another topology (brought up "
+                     f"from {path}{', since changed' if same_file else ''}); take it down first "
+                     f"(mailring down --lab {cluster.lab}) or run beside it under another lab name "
+                     "(--lab NAME)")
+
+
 def is_up(cluster: Cluster) -> bool:
     """Every node of the lab running (possibly with faults a run will heal)."""
     try:

@@ -8,6 +8,8 @@ the running cluster with this prediction.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -113,6 +115,11 @@ class Topology:
     preempt: bool = True  # CARP preemption as rendered; the model assumes it (see schema.CarpSpec)
     # networks whose mail Postfix relays to any domain (the article's customers)
     customer_networks: tuple[IPv4Network, ...] = ()
+
+    def fingerprint(self) -> str:
+        """A digest of what the topology says, not of where its file is: two files that say the
+        same match; any other name, address, port, vhid or setting gives another digest."""
+        return hashlib.sha256(repr(dataclasses.replace(self, path="")).encode()).hexdigest()[:16]
 
     # -- lookups -----------------------------------------------------------
     @property

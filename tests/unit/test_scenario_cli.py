@@ -74,3 +74,79 @@ def test_a_later_file_through_runs_latest_is_the_one_latest_named_when_the_comma
     first.write_text(QUICK.replace("NAME", "first"))
     assert scenario_cmd(first, runs / "latest" / "scenario.yaml") == 0
     assert names_run(runs) == ["first", "earlier"]  # not "first" twice
+
+
+# -- a lab of the same name brought up from another topology ------------------------------------
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
+
+def recorded_lab(tmp_path, topology: Path, record: dict):
+    """A LabCluster of ``topology`` whose lab record (build/<lab>/lab.json) says ``record``."""
+    from mailring.drivers.lab.cluster import LabCluster
+    from mailring.drivers.lab.names import LabNames
+    from mailring.topology import load
+
+    cluster = LabCluster(load(topology), lab="other")
+    cluster.names = LabNames("other", tmp_path / "build")
+    cluster.names.root.mkdir(parents=True)
+    cluster.names.state_file.write_text(json.dumps(record))
+    return cluster
+
+
+def test_the_lab_driver_refuses_a_lab_brought_up_from_another_topology(tmp_path):
+    from mailring.errors import InputError
+    from mailring.scenario.run import check_same_topology
+    from mailring.topology import load
+
+    ring = FIXTURES / "topology.yaml"
+    lopsided = FIXTURES / "topology-lopsided.yaml"
+    record = {"topology": str(ring), "fingerprint": load(ring).fingerprint()}
+    check_same_topology(recorded_lab(tmp_path / "same", ring, record))
+    copy = tmp_path / "copy.yaml"  # the same topology from another file is the same lab
+    copy.write_text(ring.read_text())
+    check_same_topology(recorded_lab(tmp_path / "copy", copy, record))
+    with pytest.raises(InputError) as exc:
+        check_same_topology(recorded_lab(tmp_path / "other", lopsided, record))
+    assert str(exc.value) == (
+        f"{lopsided}: --lab other: that lab runs another topology (brought up from {ring}); take it "
+        "down first (mailring down --lab other) or run beside it under another lab name (--lab NAME)")
+    older = {"topology": str(ring)}  # a record from before fingerprints: the file decides
+    check_same_topology(recorded_lab(tmp_path / "older", ring, older))
+    with pytest.raises(InputError, match="that lab runs another topology"):
+        check_same_topology(recorded_lab(tmp_path / "older2", lopsided, older))
+
+
+def test_the_same_file_changed_since_the_lab_came_up_is_another_topology(tmp_path):
+    from mailring.errors import InputError
+    from mailring.scenario.run import check_same_topology
+    from mailring.topology import load
+
+    topo = tmp_path / "topology.yaml"
+    topo.write_text((FIXTURES / "topology.yaml").read_text())
+    record = {"topology": str(topo), "fingerprint": load(topo).fingerprint()}
+    topo.write_text(topo.read_text().replace("advbase: 1", "advbase: 2"))
+    assert load(topo).fingerprint() != record["fingerprint"]
+    with pytest.raises(InputError, match=r"brought up from .*topology.yaml, since changed\)"):
+        check_same_topology(recorded_lab(tmp_path, topo, record))
+
+
+def test_scenario_with_another_topology_than_the_running_lab_exits_2_and_starts_nothing(
+        runs, monkeypatch, capsys, tmp_path):
+    from mailring.cli.main import main
+
+    made: list[SimCluster] = []
+
+    def running_ring(topo, driver, lab):  # lab "sim" runs the fixtures' ring
+        made.append(SimCluster(topo, lab=lab))
+        made[-1].brought_up_from = lambda: (str(FIXTURES / "topology.yaml"), None)
+        return made[-1]
+
+    monkeypatch.setattr(run_cmds, "open_cluster", running_ring)
+    scenario = tmp_path / "quick.yaml"
+    scenario.write_text(QUICK.replace("NAME", "quick"))
+    lopsided = FIXTURES / "topology-lopsided.yaml"
+    assert main(["scenario", "--lab", "sim", "--topology", str(lopsided), str(scenario)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mailring: {lopsided}: --lab sim: that lab runs another topology") \
+        and err.count("\n") == 1
+    assert made and all(c.calls == [] for c in made) and not runs.exists()  # nothing started

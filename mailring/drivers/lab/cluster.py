@@ -63,6 +63,10 @@ class LabCluster(Cluster):
     def faults(self) -> dict[str, str]:
         return dict(self._state().get("faults", {}))
 
+    def brought_up_from(self) -> tuple[str, str | None] | None:
+        state = self._state()
+        return (state["topology"], state.get("fingerprint")) if "topology" in state else None
+
     def record_fault(self, node: str, fault: str | None) -> None:
         state = self._state()
         faults = state.setdefault("faults", {})
@@ -113,6 +117,7 @@ class LabCluster(Cluster):
         names.root.mkdir(parents=True, exist_ok=True)
         # record first, so an interrupted up() is found by down() by name
         self._save({"lab": self.lab, "topology": self.topology.path,
+                    "fingerprint": self.topology.fingerprint(),
                     "namespaces": self._namespaces({}), "faults": {}})
         render(self.topology, "debian", names.bundles)
         names.store.mkdir(parents=True, exist_ok=True)

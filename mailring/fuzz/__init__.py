@@ -4,6 +4,9 @@
 registry are legal now, and what the ownership model expects after them.
 ``check`` runs one step's invariants against the cluster, ``machine`` is the
 Hypothesis ``RuleBasedStateMachine`` whose rules come from the fault registry,
-``write`` turns a shrunk sequence into a scenario file, and ``run`` ties them
+``session`` is a run's side on the cluster (each step's fault, its record
+and checks, the mail writer, the way back to the model) that the machine
+drives, ``write`` turns a shrunk sequence into a scenario file, ``spec`` holds
+the records they share (``Options``, ``Failure``), and ``run`` ties them
 together for ``mailring fuzz`` and ``tests/cluster/test_fuzz.py``.
 """

@@ -35,7 +35,7 @@ from mailring import faults
 from mailring.fuzz.moves import FaultState, Move
 
 if TYPE_CHECKING:
-    from mailring.fuzz.run import Fuzz
+    from mailring.fuzz.session import Fuzz
 
 
 class InvariantBroken(AssertionError):

@@ -23,7 +23,7 @@ from mailring.fuzz.check import serve_deadline_s
 from mailring.fuzz.moves import FaultState
 
 if TYPE_CHECKING:
-    from mailring.fuzz.run import Failure, Options
+    from mailring.fuzz.spec import Failure, Options
     from mailring.topology import Topology
 
 PROBED = ("smtp", "pop3", "imap")  # probed in the replay, with any service a failure names

@@ -16,7 +16,8 @@ import pytest
 
 from mailring.cluster import Cluster, NodeStatus, Result, Status
 from mailring.fuzz.moves import FaultState, Move
-from mailring.fuzz.run import Failure, Options, fuzz
+from mailring.fuzz.run import fuzz
+from mailring.fuzz.spec import Failure, Options
 from mailring.fuzz.write import scenario_text
 from mailring.runs import RunFolder
 from mailring.scenario import load as load_scenario
@@ -211,13 +212,13 @@ def test_a_lopsided_ring_is_found_shrunk_to_one_step_and_written(tmp_path) -> No
 
 def test_no_preemption_is_found_as_owners_that_never_come_back_in_two_steps(tmp_path, monkeypatch) -> None:
     import mailring.fuzz.check
-    import mailring.fuzz.run
+    import mailring.fuzz.session
     from mailring.polling.convergence import converge
 
     bound = 4 * TAKEOVER_S  # the sim converges in TAKEOVER_S, not in CARP time
     monkeypatch.setattr(mailring.fuzz.check, "deadline_s", lambda topo, failed: bound)
-    monkeypatch.setattr(mailring.fuzz.run, "converge", partial(converge, deadline=bound))
-    monkeypatch.setattr(mailring.fuzz.run, "SAMPLE_PERIOD_S", 0.05)
+    monkeypatch.setattr(mailring.fuzz.session, "converge", partial(converge, deadline=bound))
+    monkeypatch.setattr(mailring.fuzz.session, "SAMPLE_PERIOD_S", 0.05)
     cluster, folder, verdict = sim_fuzz(tmp_path, NOPREEMPT, steps=8, seed=2, budget_s=120, examples=5)
     assert verdict["valid"] is False and verdict["restarts"] >= 1  # healed, restarted to the model
     assert verdict["results"][-1]["figures"] == {"steps": 2, "check": "owners"}

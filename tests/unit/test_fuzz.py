@@ -81,6 +81,16 @@ def test_a_written_scenario_loads_and_carries_every_invariant(tmp_path) -> None:
     assert set(scenario.steps[1].max_outage) == {"smtp", "pop3", "imap"}
 
 
+def carp_fault(verb: str, state: str | None):
+    """A SimCluster primitive that records ``verb node`` and takes the node out of CARP as ``state``
+    (None: back in)."""
+    def primitive(self: SimCluster, node: str) -> None:
+        self.calls.append(f"{verb} {node}")
+        self._carp(node, state)
+
+    return primitive
+
+
 class SimCluster(Cluster):
     """CARP faults move VIPs to the model's owners TAKEOVER_S later; other faults change nothing."""
 
@@ -116,21 +126,10 @@ class SimCluster(Cluster):
 
         threading.Thread(target=settle, daemon=True).start()
 
-    def crash(self, node: str) -> None:
-        self.calls.append(f"crash {node}")
-        self._carp(node, "crashed")
-
-    def boot(self, node: str) -> None:
-        self.calls.append(f"boot {node}")
-        self._carp(node, None)
-
-    def isolate(self, node: str) -> None:
-        self.calls.append(f"isolate {node}")
-        self._carp(node, "isolated")
-
-    def rejoin(self, node: str) -> None:
-        self.calls.append(f"heal {node}")
-        self._carp(node, None)
+    crash = carp_fault("crash", "crashed")
+    boot = carp_fault("boot", None)
+    isolate = carp_fault("isolate", "isolated")
+    rejoin = carp_fault("heal", None)
 
     def stop_daemon(self, node: str, daemon: str) -> None:
         self.calls.append(f"stop {node} {daemon}")

@@ -241,6 +241,28 @@ def test_bad_input_is_one_line_and_exit_2_before_anything_starts(argv, line, cap
     assert err.startswith(line) and err.count("\n") == 1
 
 
+def test_a_lab_of_the_same_name_running_another_topology_is_refused_before_anything_starts(
+        monkeypatch, capsys, tmp_path) -> None:
+    from mailring.cli import fuzz_cmds
+    from mailring.cli.main import main
+
+    made: list[SimCluster] = []
+
+    def running_ring(args):  # lab "lop" was brought up from the ring, not the lopsided file
+        made.append(SimCluster(load(args.topology), lab=args.lab))
+        made[-1].brought_up_from = lambda: (str(FIXTURES / "topology.yaml"), RING.fingerprint())
+        return made[-1]
+
+    monkeypatch.setattr(fuzz_cmds, "cluster_of", running_ring)
+    monkeypatch.setenv("MAILRING_RUNS", str(tmp_path / "runs"))
+    lopsided = FIXTURES / "topology-lopsided.yaml"
+    assert main(["fuzz", "--lab", "lop", "--topology", str(lopsided)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mailring: {lopsided}: --lab lop: that lab runs another topology") \
+        and err.count("\n") == 1
+    assert made and made[0].calls == [] and not (tmp_path / "runs").exists()
+
+
 def test_ctrl_c_mid_sequence_heals_everything_and_leaves_an_unknown_verdict(tmp_path) -> None:
     class Interrupted(SimCluster):
         def isolate(self, node: str) -> None:

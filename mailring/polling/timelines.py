@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from mailring.client import Timeline
 
 
-def wait_sampling(tl: Timeline, names: list[str], minimum: int = 3) -> None:
+def wait_sampling(tl: Timeline, names: list[str], minimum: int = 3, deadline_s: float = 15) -> None:
     """Block until every target has `minimum` successful attempts (the probe is running)."""
 
     def check() -> None:
@@ -20,7 +20,7 @@ def wait_sampling(tl: Timeline, names: list[str], minimum: int = 3) -> None:
         if short:
             raise NotYet(f"targets without {minimum} ok samples yet: {short}")
 
-    eventually(check, 15, "probe timeline sampling every target")
+    eventually(check, deadline_s, "probe timeline sampling every target")
 
 
 def wait_recovered(tl: Timeline, names: list[str], since: float, deadline_s: float,

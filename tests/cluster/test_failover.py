@@ -41,7 +41,10 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
     bound = {v: topology.failover_bound_s(v, {mail_node}) for v in mine}
 
     with client.timeline(targets + still_targets, hz=hz, timeout=timeout, max_seconds=600) as tl:
-        wait_sampling(tl, names + still_names)
+        # the outage judge needs 10 attempts per target before the boot: take them as a
+        # baseline before the crash (half a second on the lab, 5 s at the VMs' 2 Hz)
+        wait_sampling(tl, names, minimum=10, deadline_s=30)
+        wait_sampling(tl, still_names)
         t_watch = t_crash = tl.now()  # the probe's clock, as its ops (a VM's is its own)
         crash = nemesis.crash(mail_node)
         status = converge(cluster, failed={mail_node})

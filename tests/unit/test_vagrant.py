@@ -287,6 +287,22 @@ def test_boot_powers_the_vm_on_without_vagrant_up(fake: tuple[VagrantCluster, li
     assert c.faults()["mail02"] == "crashed"
 
 
+def test_up_refuses_another_labs_networks_even_when_they_are_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """vagrant-libvirt takes a defined network of the same subnet for its own (and its destroy
+    removes it): a leftover of another lab, active or not, is refused before anything starts."""
+    c = VagrantCluster(TOPO, lab="smoke")
+    asked = []
+
+    def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess:
+        asked.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "mr-smoke\nmr-smoke-mgmt\nmr-old-mgmt\ndefault\n", "")
+
+    monkeypatch.setattr(vcluster.subprocess, "run", run)
+    with pytest.raises(InputError, match=r"another lab are defined \(mr-old-mgmt\).*--lab old`"):
+        c._check_networks()
+    assert "--all" in asked[0]
+
+
 def test_labs_keep_their_machines_apart(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VAGRANT_DOTFILE_PATH", raising=False)
     default = VagrantCluster(TOPO)

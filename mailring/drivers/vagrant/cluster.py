@@ -158,18 +158,22 @@ class VagrantCluster(Cluster):
         self.state.set_fault(node, fault)
 
     def _check_networks(self) -> None:
-        """Refuse when another lab's VM networks are up in this libvirt: the labs' cluster and
-        management networks would share subnets (two xdist workers, two lab names)."""
-        res = subprocess.run(["virsh", "-q", "-c", self.libvirt_uri, "net-list", "--name"],
+        """Refuse when another lab's VM networks are defined in this libvirt, up or not: the
+        labs' cluster and management networks would share subnets (two xdist workers, two lab
+        names). vagrant-libvirt takes an existing network of the same subnet for its own, so
+        the VMs would ask for a network that is not there, and its destroy removes the other's."""
+        res = subprocess.run(["virsh", "-q", "-c", self.libvirt_uri, "net-list", "--all", "--name"],
                              capture_output=True, text=True, timeout=30)
         if res.returncode != 0:
             return  # not libvirt (VirtualBox), or libvirtd not up yet: vagrant reports that
         mine = set(network_names(self.lab).values())
         others = [n for n in res.stdout.split() if n.startswith("mr-") and n not in mine]
         if others:
-            raise InputError(f"VM networks of another lab are up ({', '.join(others)}); VM labs share "
+            labs = sorted({n.removeprefix("mr-").removesuffix("-mgmt") for n in others})
+            raise InputError(f"VM networks of another lab are defined ({', '.join(others)}); VM labs share "
                              f"the topology's {self.topology.network} and the management network, so "
-                             "run one VM lab at a time (no xdist workers with --driver vagrant)")
+                             "run one VM lab at a time (no xdist workers with --driver vagrant): take it "
+                             f"down with `mailring down --driver vagrant --lab {labs[0]}`")
 
     # -- lifecycle ------------------------------------------------------------
     def up(self) -> None:

@@ -36,14 +36,14 @@ keep="test_dns or test_ownership or smtp_banner or pop3_retr or imap_fetch"
 keep+=" or (crash_fails_over and mail02) or (local_service_down and mail01) or (isolated_node and mail03)"
 keep+=" or (daemon_logs_the_client_through_every_vip and (-smtp] or -pop3] or -imap]))"
 keep+=" or (backup_node_logs_the_client and (smtp] or pop3] or imap]))"
-# MAILRING_SMOKE_BENCH=1: after green tests, benchmarks/vagrant.py measures the same VMs
+# MAILRING_SMOKE_BENCH=1: after green tests, benchmarks/vms.py measures the same VMs
 # (status() latency, snapshot restore, crash to failover, boot after crash), then removes them
 bench="${MAILRING_SMOKE_BENCH:-}"
 rc=0
 "${MAILRING_PY:-.venv/bin}/pytest" "${select[@]}" -k "$keep" --driver vagrant --topology "$topology" \
   -p no:randomly -o addopts="--strict-markers -p no:cacheprovider" ${bench:+--keep-cluster} "$@" || rc=$?
 if [ -n "$bench" ] && [ "$rc" -eq 0 ]; then
-  "${MAILRING_PY:-.venv/bin}/python" benchmarks/vagrant.py --reuse --topology "$topology" \
+  "${MAILRING_PY:-.venv/bin}/python" benchmarks/vms.py --reuse --topology "$topology" \
     --lab "${MAILRING_LAB:-mailring}" || rc=$?
 elif [ -n "$bench" ]; then  # no benchmark after failed tests: the kept VMs go now
   "${MAILRING_PY:-.venv/bin}/mailring" down --driver vagrant --topology "$topology" \

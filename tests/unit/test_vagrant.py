@@ -359,3 +359,12 @@ def test_a_missing_machine_list_is_one_line_naming_the_command(vagrant_dir, tmp_
     lines = (res.stdout + res.stderr).strip().splitlines()
     assert res.returncode != 0 and len(lines) == 1
     assert "mailring render --flavour freebsd" in lines[0]
+
+
+def test_no_benchmark_script_shadows_a_library_it_imports() -> None:
+    """A script's folder comes first on sys.path: benchmarks/vagrant.py made the driver's
+    `import vagrant` load the benchmark itself instead of python-vagrant."""
+    scripts = {p.stem for p in (REPO / "benchmarks").glob("*.py")}
+    libraries = {"vagrant", "paramiko", "yaml", "jinja2", "tenacity", "dns", "pyroute2", "rich",
+                 "mailring", "pytest", "hypothesis"}
+    assert not scripts & libraries

@@ -1,7 +1,7 @@
 """Benchmark: the vagrant driver on VMs (run inside the confinement, see docs/vagrant.md).
 
     .venv/bin/python -m mailring.drivers.vagrant.confine --lab bench -- \\
-        .venv/bin/python benchmarks/vagrant.py [--topology fixtures/topology-vm.yaml]
+        .venv/bin/python benchmarks/vms.py [--topology fixtures/topology-vm.yaml]
     MAILRING_SMOKE_BENCH=1 scripts/test.sh vagrant-smoke   (on the smoke's VMs, --reuse)
 
 Prints: `up` of the whole topology (per VM; it prints its snapshot save),
@@ -9,6 +9,9 @@ status() latency, healing a stopped daemon and an isolated node vs snapshot rest
 (until ready again), crash until the VIPs converge on the
 predicted nodes (against CARP's bound), boot until ready and converged, and
 `down`. Figures, not assertions; hold the heavy lock (each TCG VM takes a core).
+
+Not named vagrant.py: run as a script, its folder comes first on sys.path, and
+the driver's `import vagrant` (python-vagrant) found this file instead.
 """
 
 from __future__ import annotations

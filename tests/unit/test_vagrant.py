@@ -239,20 +239,29 @@ def test_services_isolate_and_heal(fake: tuple[VagrantCluster, list]) -> None:
     assert "mail03" not in c.faults()
 
 
-def test_crash_powers_the_vm_off(fake: tuple[VagrantCluster, list], tmp_path: Path,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    c, _ = fake
+def provider_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, node: str, provider: str,
+                     machine_id: str, rcs: tuple[int, ...] = (0,)) -> list[list[str]]:
+    """Vagrant's record of ``node`` under ``provider``, and a host whose commands exit with
+    ``rcs`` in turn (the last one from then on); returns the commands run, as they come."""
     monkeypatch.setattr(VagrantCluster, "dotfile", property(lambda self: tmp_path / ".vagrant"))
-    id_file = tmp_path / ".vagrant/machines/mail05/virtualbox/id"
+    id_file = tmp_path / f".vagrant/machines/{node}/{provider}/id"
     id_file.parent.mkdir(parents=True)
-    id_file.write_text("1b2c-uuid\n")
-    seen = []
+    id_file.write_text(machine_id + "\n")
+    seen: list[list[str]] = []
 
     def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess:
         seen.append(argv)
-        return subprocess.CompletedProcess(argv, 0, "", "")
+        rc = rcs[min(len(seen), len(rcs)) - 1]
+        return subprocess.CompletedProcess(argv, rc, "", "error: boom" if rc else "")
 
     monkeypatch.setattr(vcluster.subprocess, "run", run)
+    return seen
+
+
+def test_crash_powers_the_vm_off(fake: tuple[VagrantCluster, list], tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    c, _ = fake
+    seen = provider_machine(monkeypatch, tmp_path, "mail05", "virtualbox", "1b2c-uuid")
     c.crash("mail05")
     assert seen == [["VBoxManage", "controlvm", "1b2c-uuid", "poweroff"]]
     assert c.faults()["mail05"] == "crashed"
@@ -263,17 +272,8 @@ def test_crash_powers_the_vm_off(fake: tuple[VagrantCluster, list], tmp_path: Pa
 def test_boot_powers_the_vm_on_without_vagrant_up(fake: tuple[VagrantCluster, list], tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     c, _ = fake
-    monkeypatch.setattr(VagrantCluster, "dotfile", property(lambda self: tmp_path / ".vagrant"))
-    id_file = tmp_path / ".vagrant/machines/mail02/libvirt/id"
-    id_file.parent.mkdir(parents=True)
-    id_file.write_text("d0m-uuid\n")
-    seen, waited = [], []
-
-    def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess:
-        seen.append(argv)
-        return subprocess.CompletedProcess(argv, 0 if len(seen) == 1 else 1, "", "error: boom")
-
-    monkeypatch.setattr(vcluster.subprocess, "run", run)
+    seen = provider_machine(monkeypatch, tmp_path, "mail02", "libvirt", "d0m-uuid", rcs=(0, 1))
+    waited = []
     monkeypatch.setattr(c, "wait_ready", lambda nodes=None: waited.append(nodes))
     monkeypatch.setattr(c, "_vagrant", lambda: pytest.fail("boot must not call vagrant"))
     c.boot("mail02")

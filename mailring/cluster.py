@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from mailring import faults
 from mailring.errors import InputError
+from mailring.speakers import SPEAKERS, Speaker
 
 if TYPE_CHECKING:
     from mailring.topology import Topology
@@ -321,6 +322,11 @@ class Cluster(abc.ABC):
                 self.check_daemon(t)
             elif k.takes == "service" and t not in self.topology.services:
                 raise InputError(f"unknown service {t!r}; use one of {', '.join(self.topology.services)}")
+
+    @property
+    def carp_speaker(self) -> Speaker:
+        """The program playing CARP on the nodes (its timing allowance past CARP's bound)."""
+        return SPEAKERS["kernel" if self.FLAVOUR == "freebsd" else "ucarp"]
 
     def carp_failed(self, status: Status | None = None) -> set[str]:
         """Nodes out of the CARP election now (crashed, isolated, ... as this OS behaves)."""

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  haproxy postfix dovecot-imapd dovecot-pop3d nginx-light nsd unbound ucarp
+  haproxy postfix dovecot-imapd dovecot-pop3d nginx-light nsd unbound ucarp keepalived
   nftables
   iproute2 util-linux mount socat openssl ca-certificates
   python3 python3-yaml python3-dnspython

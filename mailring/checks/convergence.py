@@ -5,22 +5,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mailring.speakers import SPEAKERS, Speaker
+
 if TYPE_CHECKING:
     from mailring.cluster import Status
     from mailring.topology import Topology
 
-# ucarp checks its timers on a one-second tick and reads adverts through libpcap
-# with up to a second of delay; kernel CARP needs neither. Margin in advbase units.
-CARP_MARGIN_ADVBASE = 2.0
-MARGIN_S = 1.0
+MARGIN_S = 1.0  # status polling and scheduling on a busy machine
 
 
-def deadline_s(topo: Topology, failed: set[str] | frozenset[str] = frozenset()) -> float:
-    """3 x advbase + the largest new owner's skew/256, plus the margin; a VIP taken over
-    by a deeper backup (the lab's ucarp waits two advbase more per rank) gets that too."""
-    worst = max(topo.failover_bound_s(v, failed) + 2 * max(topo.takeover_rank(v, failed), 0) * topo.advbase
+def deadline_s(topo: Topology, failed: set[str] | frozenset[str] = frozenset(),
+               speaker: Speaker = SPEAKERS["ucarp"]) -> float:
+    """3 x advbase + the largest new owner's skew/256, plus what the CARP speaker adds (ucarp,
+    the default and the most lenient: its timer tick, libpcap's delay and two advbase per backup
+    rank; keepalived and kernel CARP: nothing), plus MARGIN_S."""
+    worst = max(topo.failover_bound_s(v, failed)
+                + speaker.deadline_extra_s(topo.advbase, topo.takeover_rank(v, failed))
                 for v in topo.vips)
-    return worst + CARP_MARGIN_ADVBASE * topo.advbase + MARGIN_S
+    return worst + MARGIN_S
 
 
 def differences(topo: Topology, status: Status, failed: set[str]) -> dict[str, tuple[str | None, list[str]]]:

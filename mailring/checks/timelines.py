@@ -14,6 +14,7 @@ from mailring.runs.outages import Outage
 
 if TYPE_CHECKING:
     from mailring.client import Op
+    from mailring.speakers import Speaker
     from mailring.topology import Topology
 
 HZ = 20
@@ -42,16 +43,18 @@ def failures_of(ops: list[Op], names: list[str], since: float) -> list[str]:
     return out
 
 
-# A Linux client ignores an ARP update that comes within neigh locktime (1 s) of its
-# entry's last change and re-resolves on its own: seen as ~5 s outages now and then.
-CLIENT_ARP_S = 1.0
+SLACK_S = 0.25  # scheduling on a busy machine
 
 
-def margin_s(topo: Topology, hz: float = HZ, timeout_s: float = PROBE_TIMEOUT_S) -> float:
-    """What a measured outage may exceed CARP's bound by: ucarp's one-second timer tick
-    (one advbase), the client's ARP locktime, one probe timeout and one sampling period
-    (of a timeline sampling at ``hz`` with ``timeout_s``), plus scheduling slack."""
-    return topo.advbase + CLIENT_ARP_S + timeout_s + 1 / hz + 0.25
+def margin_s(topo: Topology, speaker: Speaker, hz: float = HZ,
+             timeout_s: float = PROBE_TIMEOUT_S) -> float:
+    """What a measured outage may exceed CARP's bound by: what the CARP speaker's timers add
+    (keepalived: nothing; ucarp: its one-second tick and libpcap's delay), one probe timeout
+    (an attempt sent to the dead owner's MAC just before the takeover hangs until then) and
+    one sampling period (of a timeline sampling at ``hz`` with ``timeout_s``), plus scheduling
+    slack. The client takes the new owner's gratuitous ARP at once (the lab sets its
+    arp_accept and neighbour locktime 0), so no ARP term."""
+    return speaker.late_advbase * topo.advbase + timeout_s + 1 / hz + SLACK_S
 
 
 def short_of(ops: list[Op], names: list[str], minimum: int) -> list[str]:

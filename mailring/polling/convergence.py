@@ -31,5 +31,5 @@ def converge(cluster: Cluster, failed: set[str] | None = None, deadline: float |
         return status
 
     down = cluster.carp_failed() if failed is None else set(failed)
-    return eventually(check, deadline or deadline_s(topo, down) + cluster.SETTLE_S,
+    return eventually(check, deadline or deadline_s(topo, down, cluster.carp_speaker) + cluster.SETTLE_S,
                       "VIP ownership as the model predicts")

@@ -16,8 +16,10 @@ from mailring.render.tls import ensure_tls
 from mailring.topology import Topology
 
 
-def render(topo: Topology, flavour: str, out: str | Path) -> dict[str, Path]:
-    """Render every node's bundle under ``out``; return node name -> bundle root."""
+def render(topo: Topology, flavour: str, out: str | Path,
+           carp_speaker: str | None = None) -> dict[str, Path]:
+    """Render every node's bundle under ``out``; return node name -> bundle root.
+    ``carp_speaker`` overrides the flavour's (the lab's keepalived or ucarp)."""
     out = Path(out)
     manifest = load_manifest(flavour)
     dovecot = manifest.dovecot.get(topo.dovecot_version)
@@ -34,6 +36,7 @@ def render(topo: Topology, flavour: str, out: str | Path) -> dict[str, Path]:
         ctx = node_context(topo, node, manifest.paths, flavour)
         ctx["tls"] = tls
         ctx["dovecot_template"] = dovecot
+        ctx["carp_speaker"] = carp_speaker or manifest.carp_speaker
         for spec in manifest.files:
             if node.role in spec.roles:
                 render_file(env, spec, ctx, root)

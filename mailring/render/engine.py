@@ -19,6 +19,7 @@ import yaml
 
 from mailring.errors import InputError
 from mailring.render.context import haproxy_backend
+from mailring.speakers import vrrp_priority
 
 PROVISION = Path(__file__).resolve().parents[2] / "provision"
 FLAVOURS = ("debian", "debian-vm", "freebsd")
@@ -40,6 +41,8 @@ class Manifest:
     private: tuple[str, ...]  # directories each node keeps to itself (lab bind mounts)
     # Dovecot major version -> its dovecot.conf template ({dovecot_template} in files)
     dovecot: dict[str, str]
+    # the program playing CARP on the nodes: kernel (FreeBSD), keepalived or ucarp (Debian)
+    carp_speaker: str = "kernel"
 
 
 def _raw_manifest(flavour: str) -> dict[str, Any]:
@@ -56,6 +59,7 @@ def _raw_manifest(flavour: str) -> dict[str, Any]:
         "files": [*base["files"], *raw.get("files", [])],
         "private": [*base.get("private", []), *raw.get("private", [])],
         "dovecot": {**base.get("dovecot", {}), **raw.get("dovecot", {})},
+        "carp_speaker": raw.get("carp_speaker", base.get("carp_speaker")),
     }
 
 
@@ -69,7 +73,8 @@ def load_manifest(flavour: str) -> Manifest:
         for f in raw["files"]
     )
     return Manifest(flavour, dict(raw["paths"]), files, tuple(raw.get("private", [])),
-                    {str(k): v for k, v in raw["dovecot"].items()})
+                    {str(k): v for k, v in raw["dovecot"].items()},
+                    raw.get("carp_speaker") or "kernel")
 
 
 def environment() -> jinja2.Environment:
@@ -82,6 +87,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["dotted"] = lambda addr: str(addr).replace(".", "_")
     env.filters["backend"] = haproxy_backend
+    env.globals["vrrp_priority"] = vrrp_priority
     return env
 
 

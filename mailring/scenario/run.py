@@ -176,6 +176,7 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
     progress = progress or Progress()
     scenario = dataclasses.replace(scenario, flavour=cluster.FLAVOUR)
     topo = scenario.topology
+    margin = margin_s(topo, cluster.carp_speaker)
     supported(cluster, scenario)
     shutil.copy(scenario.path, folder.path / "scenario.yaml")
     folder.update_meta(description=scenario.description, scenario=scenario.path, topology=topo.path,
@@ -223,13 +224,13 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
                 prev, t_prev, _, _ = pending[-1]
                 failed = scenario.out_of_carp(prev.index)
                 if step.after:
-                    until = time.time() + deadline_s(topo, failed) + margin_s(topo)
+                    until = time.time() + deadline_s(topo, failed) + margin
                 else:
                     until = t_start + step.at
                 _wait_owners(sampler, t_prev, scenario.expected_owners(prev.index), until, progress,
                              f"step {prev.index}/{n} ({prev.text})")
                 if step.after:  # converged: the owners are in place and clients reach them again
-                    _wait_recovered(timelines, time.time() + margin_s(topo) + 10, progress)
+                    _wait_recovered(timelines, time.time() + margin + 10, progress)
             if step.at is not None:
                 while (left := t_start + step.at - time.time()) > 0:
                     progress.status(f"{label}: at {step.at:g}s, in {left:.1f}s")
@@ -242,10 +243,10 @@ def run(scenario: Scenario, cluster: Cluster, folder: RunFolder,
             pending.append((step, t, time.time(), pt))
         last, t_last, done, p_last = pending.pop()
         failed = scenario.out_of_carp(last.index)
-        until = time.time() + deadline_s(topo, failed) + margin_s(topo)
+        until = time.time() + deadline_s(topo, failed) + margin
         _wait_owners(sampler, t_last, scenario.expected_owners(last.index), until, progress,
                      f"step {last.index}/{n} ({last.text})")
-        _wait_recovered(timelines, time.time() + margin_s(topo) + 10, progress)
+        _wait_recovered(timelines, time.time() + margin + 10, progress)
         time.sleep(SETTLE_S)
         t_end, p_end = time.time(), probe_now(timelines)
         close(last, t_last, done, p_last, next_t=t_end, next_pt=p_end)

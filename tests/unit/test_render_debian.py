@@ -121,7 +121,8 @@ def test_webmail_config_is_valid(bundles, tmp_path, need_tool) -> None:
     assert "syntax is ok" in res.stderr, res.stderr
 
 
-def test_ucarp_runs_every_vhid_of_the_node_with_its_skew(bundles) -> None:
+def test_ucarp_runs_every_vhid_of_the_node_with_its_skew(tmp_path) -> None:
+    bundles = render(RING, "debian", tmp_path, carp_speaker="ucarp")
     for node in RING.mail_nodes:
         services = yaml.safe_load((bundles[node.name] / "etc/mailring/services.yaml").read_text())
         argvs = services["carp"] + services["carp-backup"]
@@ -134,10 +135,66 @@ def test_ucarp_runs_every_vhid_of_the_node_with_its_skew(bundles) -> None:
 def test_a_topology_with_preemption_off_renders_ucarp_without_it(tmp_path) -> None:
     topo = load(DEFAULT_TOPOLOGY.parent / "topology-nopreempt.yaml")
     assert topo.preempt is False and RING.preempt is True
-    bundle = render(topo, "debian", tmp_path)["mail01"]
+    bundle = render(topo, "debian", tmp_path, carp_speaker="ucarp")["mail01"]
     services = yaml.safe_load((bundle / "etc/mailring/services.yaml").read_text())
     argvs = services["carp"] + services["carp-backup"]
     assert argvs and not any("-P" in a for a in argvs) and all("-z" in a for a in argvs)
+
+
+def test_a_topology_with_preemption_off_renders_keepalived_without_it(tmp_path, need_tool) -> None:
+    topo = load(DEFAULT_TOPOLOGY.parent / "topology-nopreempt.yaml")
+    root = render(topo, "debian", tmp_path)["mail01"] / "etc/mailring"
+    for group in ("carp", "carp-backup"):
+        conf = _settings((root / f"keepalived-{group}.conf").read_text())
+        assert "nopreempt" in conf and "state MASTER" not in conf and "priority 255" not in conf
+        res = run(need_tool("keepalived"), "--config-test", "-f", str(root / f"keepalived-{group}.conf"))
+        assert res.returncode == 0, res.stderr
+
+
+def _settings(conf: str) -> str:
+    """A keepalived config without its comment lines."""
+    return "\n".join(line for line in conf.splitlines() if not line.lstrip().startswith("#"))
+
+
+def _vrrp_instances(conf: str) -> dict[str, dict[str, str]]:
+    """VIP -> the keywords of its vrrp_instance block (first word -> the rest of the line)."""
+    out = {}
+    for block in conf.split("vrrp_instance ")[1:]:
+        words = {line.split()[0]: " ".join(line.split()[1:]) for line in block.splitlines()[1:]
+                 if line.strip() and line.split()[0] not in ("}", "{")}
+        vip = next(line.split("/")[0].strip() for line in block.splitlines() if "/32 dev" in line)
+        out[vip] = words
+    return out
+
+
+def test_keepalived_runs_every_vhid_with_carps_master_down_time(bundles, need_tool) -> None:
+    """The lab's default speaker: each vhid the node runs, VRRPv3, advert_int = advbase, and a
+    priority whose VRRPv3 master-down time is CARP's 3 x advbase + advskew/256."""
+    from mailring.speakers import vrrp_master_down_s
+
+    keepalived = need_tool("keepalived")
+    for node in RING.mail_nodes:
+        root = bundles[node.name] / "etc/mailring"
+        services = yaml.safe_load((root / "services.yaml").read_text())
+        assert [a[0] for a in services["carp"] + services["carp-backup"]] == ["keepalived", "keepalived"]
+        seen = {}
+        for group in ("carp", "carp-backup"):
+            conf = _settings((root / f"keepalived-{group}.conf").read_text())
+            assert "vrrp_version 3" in conf and "nopreempt" not in conf  # preemption on, as CARP's
+            res = run(keepalived, "--config-test", "-f", str(root / f"keepalived-{group}.conf"))
+            assert res.returncode == 0, res.stderr
+            seen.update(_vrrp_instances(conf))
+        assert set(seen) == {str(v.address) for v in RING.vips_run_by(node.name)}
+        for v in RING.vips_run_by(node.name):
+            inst = seen[str(v.address)]
+            assert int(inst["virtual_router_id"]) == v.vhid and int(inst["advert_int"]) == RING.advbase
+            if v.owner == node.name:
+                assert (inst["state"], inst["priority"]) == ("MASTER", "255")
+            else:
+                assert inst["state"] == "BACKUP"
+                down = vrrp_master_down_s(int(inst["priority"]), RING.advbase)
+                assert down == pytest.approx(RING.failover_bound_s(v, {v.owner} | {
+                    n for n, s in v.backups if s < v.skew_of(node.name)}))
 
 
 def test_templates_hold_no_address_port_or_vhid() -> None:

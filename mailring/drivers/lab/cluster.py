@@ -29,6 +29,7 @@ from mailring.interrupts import shielded
 from mailring.render import render
 from mailring.render.context import MAIL_UID
 from mailring.render.engine import load_manifest
+from mailring.speakers import SPEAKERS, Speaker, lab_speaker
 
 REPO = Path(__file__).resolve().parents[3]
 PROBE = REPO / "mailring" / "probe.py"
@@ -44,9 +45,16 @@ class LabCluster(Cluster):
     def __init__(self, topology, lab: str = "mailring") -> None:
         super().__init__(topology, lab)
         self.names = LabNames(lab)
-        paths = load_manifest("debian").paths
-        self.haproxy_socket = paths["haproxy_socket"]
-        self.filter_rules = paths["filter"].lstrip("/")  # in a node's bundle
+        manifest = load_manifest("debian")
+        self.haproxy_socket = manifest.paths["haproxy_socket"]
+        self.filter_rules = manifest.paths["filter"].lstrip("/")  # in a node's bundle
+        self._default_speaker = manifest.carp_speaker
+
+    @property
+    def carp_speaker(self) -> Speaker:
+        """The running lab's speaker (recorded at up), else the one up() would start."""
+        recorded = self._state().get("carp_speaker")
+        return SPEAKERS[recorded] if recorded in SPEAKERS else lab_speaker(self._default_speaker)
 
     # -- state ----------------------------------------------------------------
     def _state(self) -> dict:
@@ -85,11 +93,12 @@ class LabCluster(Cluster):
 
     # -- lifecycle ------------------------------------------------------------
     def up(self) -> None:
-        preflight.check()
+        speaker = lab_speaker(self._default_speaker)
+        preflight.check(speaker.name)
         self.down()  # a stale lab of this name, left by a killed run
         self.up_begin()
         try:
-            self._create()
+            self._create(speaker)
             wait_ready(self, deadline_s=30.0 + 2 * len(self.topology.nodes))
         except BaseException:
             with shielded():  # a second Ctrl-C must not leave half a lab
@@ -112,14 +121,14 @@ class LabCluster(Cluster):
                 (self.failure_logs / node).mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(init_log, self.failure_logs / node / "init.log")
 
-    def _create(self) -> None:
+    def _create(self, speaker: Speaker) -> None:
         names = self.names
         names.root.mkdir(parents=True, exist_ok=True)
         # record first, so an interrupted up() is found by down() by name
         self._save({"lab": self.lab, "topology": self.topology.path,
-                    "fingerprint": self.topology.fingerprint(),
+                    "fingerprint": self.topology.fingerprint(), "carp_speaker": speaker.name,
                     "namespaces": self._namespaces({}), "faults": {}})
-        render(self.topology, "debian", names.bundles)
+        render(self.topology, "debian", names.bundles, carp_speaker=speaker.name)
         names.store.mkdir(parents=True, exist_ok=True)
         os.chown(names.store, MAIL_UID, MAIL_UID)
         netns.make_lan(names.lan)
@@ -130,10 +139,16 @@ class LabCluster(Cluster):
             rules = names.bundles / node.name / self.filter_rules
             if rules.exists():  # mail nodes: before any daemon listens
                 netns.load_filter(names.netns(node.name), str(rules))
+            if node.role == "client":
+                netns.take_gratuitous_arp(names.netns(node.name))
+        # ucarp: backups wait until owners hold their VIPs; keepalived: owners (priority 255,
+        # state MASTER) take their VIPs at once and backups hear them, so everything starts
+        hold = ("carp-backup",) if speaker.name == "ucarp" else ()
         for node in self.topology.nodes:
-            self._start_init(node, hold=("carp-backup",))
+            self._start_init(node, hold=hold)
             self.up_step(node, "started", "init and its daemons launched")
-        self._start_backups_after_owners()
+        if speaker.name == "ucarp":
+            self._start_backups_after_owners()
 
     def _start_backups_after_owners(self) -> None:
         """Start the backup ucarps once every VIP is held by its owner.

@@ -55,6 +55,14 @@ def load_filter(ns: str, rules: str) -> None:
         raise RuntimeError(f"nft -f {rules} in {ns}: {res.stderr.strip()}")
 
 
+def take_gratuitous_arp(ns: str) -> None:
+    """Make a client take a new VIP owner's gratuitous ARP at once: ``arp_accept`` (also
+    create entries from it) and neighbour ``locktime`` 0 (Linux otherwise ignores an update
+    within 1 s of the entry's last change and the client keeps sending to the dead owner)."""
+    sysctl(ns, f"net.ipv4.conf.{NODE_IF}.arp_accept", "1")
+    sysctl(ns, f"net.ipv4.neigh.{NODE_IF}.locktime", "0")
+
+
 def sysctl(ns: str, key: str, value: str) -> None:
     path = "/proc/sys/" + key.replace(".", "/")
     subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", f"echo {value} > {path}"], check=True)

@@ -18,7 +18,6 @@ TOOLS = {
     "haproxy": "haproxy",
     **{d.tool: " ".join(protocols.daemon_packages(d.name, "debian")) for d in protocols.DAEMONS.values()},
     **{d.tool: " ".join(d.packages["debian"]) for d in protocols.SYSTEM.values()},
-    "ucarp": "ucarp",
     "nsd": "nsd",
     "unbound": "unbound",
     "socat": "socat",
@@ -27,12 +26,14 @@ TOOLS = {
 NODE_MODULES = {"yaml": "python3-yaml", "dns": "python3-dnspython"}
 
 
-def check() -> None:
-    """Raise InputError (exit 2) when not root or a tool is missing; touch nothing."""
+def check(carp_speaker: str = "keepalived") -> None:
+    """Raise InputError (exit 2) when not root or a tool is missing (the mail daemons, DNS and
+    the lab's CARP speaker, keepalived or ucarp); touch nothing."""
     if os.geteuid() != 0:
         raise InputError("the lab driver needs root (network, mount and PID namespaces); "
                          "run as root, e.g. sudo mailring up")
-    missing = sorted({pkg for tool, pkg in TOOLS.items()
+    missing = sorted({pkg
+                      for tool, pkg in {**TOOLS, carp_speaker: carp_speaker}.items()
                       if shutil.which(tool, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:"
                                                  "/usr/bin:/sbin:/bin") is None})
     for module, pkg in NODE_MODULES.items():

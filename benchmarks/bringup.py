@@ -1,13 +1,17 @@
 """Benchmark: lab bring-up (until every service on every VIP answers from its owner) and teardown.
 
-Prints, per topology, the median/min/max of `up` and `down` over RUNS runs and
-the peak resident memory of the lab's processes. Figures, not assertions:
-run as root, e.g. `.venv/bin/python benchmarks/bringup.py [--runs 3] [--ring 20]`.
+Prints, per topology (the shipped 5+1 and generated rings of 20 and 50 mail
+nodes), the median/min/max of `up` and `down` over RUNS runs and the peak
+proportional set size of the lab's processes, with the machine it ran on.
+Figures, not assertions: run as root under the heavy lock, e.g.
+`.venv/bin/python benchmarks/bringup.py [--runs 3] [--rings 20,50] [--ring-runs 1]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 import subprocess
 import tempfile
@@ -15,6 +19,7 @@ import time
 from pathlib import Path
 
 from mailring.cluster import open_cluster
+from mailring.speakers import lab_speaker
 from mailring.topology import DEFAULT_TOPOLOGY, load
 from mailring.topology.generate import write_ring
 
@@ -33,6 +38,14 @@ def lab_pss_mib(lab: str) -> float:
             except FileNotFoundError:
                 pass
     return total / 1024
+
+
+def machine() -> str:
+    mem = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "?")
+    return (f"{os.cpu_count()} cores ({model}), {int(mem.split()[1]) / 2**20:.1f} GiB, "
+            f"Linux {platform.release()}, CARP speaker {lab_speaker().name}")
 
 
 def bench(topology_path: Path, runs: int, lab: str) -> None:
@@ -54,19 +67,22 @@ def bench(topology_path: Path, runs: int, lab: str) -> None:
     for what, xs in (("up", ups), ("down", downs)):
         print(f"{name:28s} {what:5s} median {statistics.median(xs):6.2f} s  "
               f"min {min(xs):6.2f}  max {max(xs):6.2f}  ({runs} runs)")
-    print(f"{name:28s} peak PSS of the lab's processes {max(rss):.0f} MiB")
+    print(f"{name:28s} peak PSS of the lab's processes {max(rss):.0f} MiB", flush=True)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--ring", type=int, default=20, help="also a generated ring of N mail nodes (0: skip)")
+    p.add_argument("--rings", default="20,50", help="generated rings of N mail nodes, comma-separated "
+                                                    "('' to skip)")
+    p.add_argument("--ring-runs", type=int, default=1, help="runs of each generated ring")
     p.add_argument("--lab", default="bench")
     args = p.parse_args()
+    print(f"machine: {machine()}", flush=True)
     bench(DEFAULT_TOPOLOGY, args.runs, args.lab)
-    if args.ring:
+    for n in [int(x) for x in args.rings.split(",") if x.strip()]:
         with tempfile.TemporaryDirectory() as tmp:
-            bench(write_ring(args.ring, Path(tmp) / "ring.yaml"), args.runs, args.lab)
+            bench(write_ring(n, Path(tmp) / "ring.yaml"), args.ring_runs, args.lab)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,14 @@ import yaml
 from mailring.topology.load import DEFAULT_TOPOLOGY
 
 SKEWS = (20, 100, 140, 180)
+# mail nodes at .11 up, VIPs at .101 up (two per node): 60 keeps both inside the /24's hosts
+MAX_NODES = 60
 
 
 def ring(n: int, base: Path = DEFAULT_TOPOLOGY) -> dict:
     """A topology dict with ``n`` mail nodes, services/DNS/users taken from ``base``."""
-    if not 2 <= n <= 40:
-        raise ValueError("a generated ring has 2..40 mail nodes")
+    if not 2 <= n <= MAX_NODES:
+        raise ValueError(f"a generated ring has 2..{MAX_NODES} mail nodes")
     data = copy.deepcopy(yaml.safe_load(base.read_text()))
     net = IPv4Network(data["network"])
     host = lambda i: str(net.network_address + i)  # noqa: E731

@@ -49,6 +49,7 @@ class LabCluster(Cluster):
         self.haproxy_socket = manifest.paths["haproxy_socket"]
         self.filter_rules = manifest.paths["filter"].lstrip("/")  # in a node's bundle
         self._default_speaker = manifest.carp_speaker
+        self._inits: dict[str, int] = {}  # node -> host PID of its init, checked before each use
 
     @property
     def carp_speaker(self) -> Speaker:
@@ -365,20 +366,19 @@ class LabCluster(Cluster):
     def status(self) -> Status:
         faults = self.faults()
         nodes, holders = {}, {str(v.address): [] for v in self.topology.vips}
-        existing = netns.existing()
+        pids = netns.pids_by_namespace(self.names.netns(n) for n in self.topology.nodes)
         for node in self.topology.nodes.values():
             ns = self.names.netns(node.name)
-            if ns not in existing:
+            if ns not in pids:
                 state = "down"
             elif node.name in faults:
                 state = faults[node.name]
             else:
-                state = "up" if procs.netns_pids(ns) else "down"
+                state = "up" if pids[ns] else "down"
             nodes[node.name] = NodeStatus(node.name, state, str(node.address))
             if state != "up":
                 continue
-            for cidr in netns.addresses(ns):
-                addr = cidr.split("/")[0]
+            for addr in netns.local_addresses(pids[ns][0]):
                 if addr in holders:
                     holders[addr].append(node.name)
         return Status(nodes=nodes, holders=holders, faults=faults)

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 from mailring.cluster import Pipe, Result, Running, TransportError
+from mailring.drivers.lab import netns
 
 
 def netns_pids(ns: str) -> list[int]:
     """Every process in network namespace ``ns`` ([] when it does not exist)."""
-    res = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
-    return [int(p) for p in res.stdout.split()] if res.returncode == 0 else []
+    return netns.pids_by_namespace([ns]).get(ns, [])
 
 
 def nspid(pid: int) -> int | None:

@@ -197,8 +197,7 @@ class LabCluster(Cluster):
         state = self._state()
         errors = []
         spaces = [ns for ns in self._namespaces(state) if ns in netns.existing()]
-        for ns in spaces:
-            procs.kill_all(ns)
+        procs.kill_all(spaces)
         for ns in spaces:
             err = netns.remove(ns)
             if err:

@@ -7,6 +7,7 @@ material under ``out/tls/``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from mailring.errors import InputError
@@ -16,10 +17,11 @@ from mailring.render.tls import ensure_tls
 from mailring.topology import Topology
 
 
-def render(topo: Topology, flavour: str, out: str | Path,
-           carp_speaker: str | None = None) -> dict[str, Path]:
+def render(topo: Topology, flavour: str, out: str | Path, carp_speaker: str | None = None,
+           on_node: Callable[[str, Path], None] | None = None) -> dict[str, Path]:
     """Render every node's bundle under ``out``; return node name -> bundle root.
-    ``carp_speaker`` overrides the flavour's (the lab's keepalived or ucarp)."""
+    ``carp_speaker`` overrides the flavour's (the lab's keepalived or ucarp); ``on_node`` is
+    called with each node's name and bundle as soon as that bundle is complete."""
     out = Path(out)
     manifest = load_manifest(flavour)
     dovecot = manifest.dovecot.get(topo.dovecot_version)
@@ -41,6 +43,8 @@ def render(topo: Topology, flavour: str, out: str | Path,
             if node.role in spec.roles:
                 render_file(env, spec, ctx, root)
         roots[node.name] = root
+        if on_node is not None:
+            on_node(node.name, root)
     return roots
 
 

@@ -129,25 +129,26 @@ class LabCluster(Cluster):
         self._save({"lab": self.lab, "topology": self.topology.path,
                     "fingerprint": self.topology.fingerprint(), "carp_speaker": speaker.name,
                     "namespaces": self._namespaces({}), "faults": {}})
-        render(self.topology, "debian", names.bundles, carp_speaker=speaker.name)
         names.store.mkdir(parents=True, exist_ok=True)
         os.chown(names.store, MAIL_UID, MAIL_UID)
         netns.make_lan(names.lan)
         prefix = self.topology.network.prefixlen
-        for node in self.topology.nodes.values():
-            netns.make_node(names.lan, names.netns(node.name), names.port(node.name),
-                            str(node.address), prefix)
-            rules = names.bundles / node.name / self.filter_rules
-            if rules.exists():  # mail nodes: before any daemon listens
-                netns.load_filter(names.netns(node.name), str(rules))
-            if node.role == "client":
-                netns.take_gratuitous_arp(names.netns(node.name))
         # ucarp: backups wait until owners hold their VIPs; keepalived: owners (priority 255,
         # state MASTER) take their VIPs at once and backups hear them, so everything starts
         hold = ("carp-backup",) if speaker.name == "ucarp" else ()
-        for node in self.topology.nodes:
-            self._start_init(node, hold=hold)
-            self.up_step(node, "started", "init and its daemons launched")
+
+        def start(name: str, _bundle: Path) -> None:  # each node boots as soon as it is rendered
+            node = self.topology.nodes[name]
+            netns.make_node(names.lan, names.netns(name), names.port(name), str(node.address), prefix)
+            rules = names.bundles / name / self.filter_rules
+            if rules.exists():  # mail nodes: before any daemon listens
+                netns.load_filter(names.netns(name), str(rules))
+            if node.role == "client":
+                netns.take_gratuitous_arp(names.netns(name))
+            self._start_init(name, hold=hold)
+            self.up_step(name, "started", "init and its daemons launched")
+
+        render(self.topology, "debian", names.bundles, carp_speaker=speaker.name, on_node=start)
         if speaker.name == "ucarp":
             self._start_backups_after_owners()
 

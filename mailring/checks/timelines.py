@@ -11,10 +11,10 @@ from mailring.checks import CheckError
 from mailring.checks.windows import outage_windows, require_samples
 from mailring.client import target
 from mailring.runs.outages import Outage
+from mailring.speakers import SPEAKERS, Speaker
 
 if TYPE_CHECKING:
     from mailring.client import Op
-    from mailring.speakers import Speaker
     from mailring.topology import Topology
 
 HZ = 20
@@ -46,14 +46,15 @@ def failures_of(ops: list[Op], names: list[str], since: float) -> list[str]:
 SLACK_S = 0.25  # scheduling on a busy machine
 
 
-def margin_s(topo: Topology, speaker: Speaker, hz: float = HZ,
+def margin_s(topo: Topology, speaker: Speaker = SPEAKERS["ucarp"], hz: float = HZ,
              timeout_s: float = PROBE_TIMEOUT_S) -> float:
     """What a measured outage may exceed CARP's bound by: what the CARP speaker's timers add
     (keepalived: nothing; ucarp: its one-second tick and libpcap's delay), one probe timeout
     (an attempt sent to the dead owner's MAC just before the takeover hangs until then) and
     one sampling period (of a timeline sampling at ``hz`` with ``timeout_s``), plus scheduling
     slack. The client takes the new owner's gratuitous ARP at once (the lab sets its
-    arp_accept and neighbour locktime 0), so no ARP term."""
+    arp_accept and neighbour locktime 0), so no ARP term.
+    The default speaker (ucarp) is the most lenient, for waits that assert no bound."""
     return speaker.late_advbase * topo.advbase + timeout_s + 1 / hz + SLACK_S
 
 

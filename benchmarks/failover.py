@@ -24,18 +24,11 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from mailring.checks.convergence import converge
-from mailring.checks.timelines import (
-    HZ,
-    PROBE_TIMEOUT_S,
-    margin_s,
-    outages_of,
-    targets_for,
-    wait_recovered,
-    wait_sampling,
-)
+from mailring.checks.timelines import HZ, PROBE_TIMEOUT_S, margin_s, outages_of, targets_for
 from mailring.client import Client
 from mailring.cluster import open_cluster
+from mailring.polling.convergence import converge
+from mailring.polling.timelines import wait_recovered, wait_sampling
 from mailring.speakers import ENV, SPEAKERS
 from mailring.topology import DEFAULT_TOPOLOGY, load
 

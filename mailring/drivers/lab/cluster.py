@@ -49,7 +49,6 @@ class LabCluster(Cluster):
         self.haproxy_socket = manifest.paths["haproxy_socket"]
         self.filter_rules = manifest.paths["filter"].lstrip("/")  # in a node's bundle
         self._default_speaker = manifest.carp_speaker
-        self._inits: dict[str, int] = {}  # node -> host PID of its init, checked before each use
 
     @property
     def carp_speaker(self) -> Speaker:

@@ -27,7 +27,7 @@ STILL_HZ = 5  # the VIPs that must not move: one service each, sampled more slow
 def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
         request, record_property, cluster, client, nemesis, outages, topology, mail_node):
     hz, timeout = cluster.PROBE_HZ, cluster.PROBE_TIMEOUT_S  # the driver's rates (VMs: slower)
-    margin = margin_s(topology, hz, timeout)
+    margin = margin_s(topology, cluster.carp_speaker, hz, timeout)
     mine = [str(v.address) for v in topology.vips_owned_by(mail_node)]
     before = topology.expected_owners()
     after = topology.expected_owners({mail_node})
@@ -41,7 +41,6 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
     still_targets = targets_for(topology, still, services=("imap",), hz=min(STILL_HZ, hz))
     still_names = [t["name"] for t in still_targets]
     bound = {v: topology.failover_bound_s(v, {mail_node}) for v in mine}
-    margin = margin_s(topology, cluster.carp_speaker)
 
     with client.timeline(targets + still_targets, hz=hz, timeout=timeout, max_seconds=600) as tl:
         # the outage judge needs 10 attempts per target before the boot: take them as a

@@ -60,7 +60,7 @@ def crash_cycle(cluster, client: Client, node: str, figures: Figures) -> None:
     t0 = time.perf_counter()
     with client.timeline(targets, hz=HZ, timeout=PROBE_TIMEOUT_S, max_seconds=120) as tl:
         try:
-            wait_sampling(tl, names)
+            wait_sampling(tl, names, minimum=10)  # outages_of needs 10 attempts before the boot
             t_crash = tl.now()
             cluster.crash(node)
             converge(cluster, failed={node})

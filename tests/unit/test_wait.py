@@ -71,6 +71,7 @@ def test_the_drivers_allowances_reach_sweeps_and_deadlines(monkeypatch: pytest.M
     import mailring.polling.sweep as sweep_mod
     from mailring.checks.convergence import deadline_s
     from mailring.drivers.vagrant.cluster import VagrantCluster
+    from mailring.speakers import SPEAKERS
     from mailring.topology import load
     from tests.unit.pinned import TOPOLOGY
 
@@ -94,10 +95,11 @@ def test_the_drivers_allowances_reach_sweeps_and_deadlines(monkeypatch: pytest.M
                                  (VagrantCluster, VagrantCluster.SWEEP_TIMEOUT_S, VagrantCluster.SETTLE_S)):
         asked.clear(), deadlines.clear()
         cluster = SimpleNamespace(SWEEP_TIMEOUT_S=cls.SWEEP_TIMEOUT_S, SETTLE_S=cls.SETTLE_S,
-                                  topology=topo, carp_failed=lambda status=None: set())
+                                  topology=topo, carp_failed=lambda status=None: set(),
+                                  carp_speaker=SPEAKERS["keepalived"])
         sweep_mod.sweep(Cl(cluster), topo, {})
         sweep_mod.wait_clean(Cl(cluster), topo, {}, 6.0, "clean")
         convergence.converge(cluster, failed={"mail01"})
         assert asked == [{timeout}]
-        assert deadlines == [6.0 + settle, deadline_s(topo, {"mail01"}) + settle]
+        assert deadlines == [6.0 + settle, deadline_s(topo, {"mail01"}, SPEAKERS["keepalived"]) + settle]
     assert VagrantCluster.SWEEP_TIMEOUT_S > 2.0 and VagrantCluster.SETTLE_S > 0

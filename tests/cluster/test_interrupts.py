@@ -19,12 +19,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from mailring.checks import CheckError
 from mailring.cluster import open_cluster
 from mailring.polling.sweep import sweep
 from mailring.polling.wait import NotYet, eventually
@@ -143,17 +143,21 @@ class Moment:
 
 
 def stop_at(proc: subprocess.Popen, moment: Moment, sig: int) -> dict[int, str]:
-    """Send ``sig`` to the bring-up once ``moment`` is reached; the lab's processes then."""
-    deadline = time.monotonic() + MOMENT_DEADLINE_S
-    while not moment.reached():
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"{moment.name}: `up` ended (exit {proc.returncode}) before the moment; "
-                        f"last seen: {moment.last}; {err.strip()[-300:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"{moment.name} not reached in {MOMENT_DEADLINE_S} s; last seen: {moment.last}")
-        time.sleep(0.01)
+    """Send ``sig`` to the bring-up once ``moment`` is reached; the lab's processes then.
+    Polled every 10 ms: the early moment lasts only a few of them."""
+    def reached() -> None:
+        if proc.poll() is not None:  # a verdict: eventually() does not retry it
+            _, err = proc.communicate()
+            raise AssertionError(f"{moment.name}: `up` ended (exit {proc.returncode}) before the moment; "
+                                 f"last seen: {moment.last}; {err.strip()[-300:]}")
+        if not moment.reached():
+            raise NotYet(moment.last)
+
+    try:
+        eventually(reached, MOMENT_DEADLINE_S, f"the {moment.name} moment of `up`", poll_s=0.01)
+    except CheckError as exc:  # the deadline: "... not reached after 90 s; last seen: ..."
+        proc.kill()
+        pytest.fail(str(exc))
     seen = processes(moment.lab)
     cmd = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
     assert b"mailring.cli.main" in cmd, f"pid {proc.pid} is not the bring-up any more: {cmd!r}"

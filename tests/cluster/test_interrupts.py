@@ -105,10 +105,16 @@ def leftovers(lab: str, seen: dict[int, str]) -> list[str]:
     return left
 
 
+def sigint_default() -> None:
+    """In the child, before exec: SIGINT delivered as usual (a job started with `&` by a
+    non-interactive shell inherits SIGINT ignored, and `mailring up` would never see it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def mailring(*argv: str, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mailring.cli.main", *argv], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, **kw)
+                            start_new_session=True, preexec_fn=sigint_default, **kw)
 
 
 def victim_name(cluster, tag: str) -> str:

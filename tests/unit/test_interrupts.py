@@ -3,6 +3,7 @@ never cut short by either: the signal is held and raised when the teardown is do
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -29,11 +30,17 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+def sigint_default() -> None:
+    """In the child, before exec: SIGINT delivered as usual. A job started with `&` by a
+    non-interactive shell inherits SIGINT ignored, and Python then installs no handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig,name,status", [("SIGTERM", "Terminated", 143),
                                              ("SIGINT", "KeyboardInterrupt", 130)])
 def test_a_signal_in_a_shielded_block_is_raised_when_the_block_ends(sig, name, status):
     res = subprocess.run([sys.executable, "-c", SCRIPT.format(sig=sig)], capture_output=True,
-                         text=True, timeout=30)
+                         text=True, timeout=30, preexec_fn=sigint_default)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == f"teardown finished; finally ran; {name} {status}"
 

@@ -196,6 +196,9 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[VagrantCluste
 
     monkeypatch.setattr(c, "_power", lambda node: machines[node])
     monkeypatch.setattr(c, "run", run)
+    # status() reads addresses through the kept loop (holdings.HoldingsReader, tested over
+    # a real SSH server in test_vagrant_ssh.py): here it answers with the same recordings
+    monkeypatch.setattr(c._reader, "read", lambda node: run(node, c.guest.holdings_argv()).stdout)
     c.record_fault("mail02", "crashed")
     c.record_fault("mail04", "isolated")
     return c, calls

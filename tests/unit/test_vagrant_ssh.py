@@ -146,3 +146,41 @@ def test_the_probe_agent_answers_over_one_ssh_channel(sshd, serve) -> None:
         assert agent.close(timeout=10) == 0
     assert not agent.alive
     ssh.forget()
+
+
+# -- status()'s address reads through one kept loop per node (mailring.drivers.vagrant.holdings)
+def test_holdings_reader_reads_fresh_output_through_one_kept_loop(sshd, tmp_path) -> None:
+    from mailring.drivers.vagrant.holdings import HoldingsReader
+
+    conf, _ = sshd
+    ssh = Ssh(lambda node: conf)
+    addrs = tmp_path / "addrs"
+    reader = HoldingsReader(lambda n, argv: ssh.open_pipe(n, argv, timeout=5),
+                            ["cat", str(addrs)], 5)
+    addrs.write_text("192.168.56.101\n192.168.56.106\n")
+    assert reader.read("mail01") == "192.168.56.101\n192.168.56.106\n"
+    loop = reader._pipes["mail01"]
+    addrs.write_text("192.168.56.101\n")  # the VIP moved: the next read says so
+    assert reader.read("mail01") == "192.168.56.101\n"
+    assert reader._pipes["mail01"] is loop  # the same loop, no new session
+    ssh.forget("mail01")  # the connection went (a crash): the next read opens a new loop
+    assert reader.read("mail01") == "192.168.56.101\n"
+    assert reader._pipes["mail01"] is not loop
+    reader.forget()
+    ssh.forget()
+
+
+def test_holdings_reader_gives_a_transport_error_when_a_read_stalls(sshd) -> None:
+    from mailring.drivers.vagrant.holdings import HoldingsReader
+
+    conf, _ = sshd
+    ssh = Ssh(lambda node: conf)
+    reader = HoldingsReader(lambda n, argv: ssh.open_pipe(n, argv, timeout=0.3),
+                            ["sleep", "5"], 0.3)
+    t0 = time.monotonic()
+    with pytest.raises(TransportError, match="mail02: the address loop ended"):
+        reader.read("mail02")
+    assert time.monotonic() - t0 < 3  # two tries of 0.3 s, not the command's 5 s
+    assert "mail02" not in reader._pipes
+    reader.forget()
+    ssh.forget()

@@ -36,6 +36,7 @@ from mailring.cluster import (
 )
 from mailring.drivers.vagrant import ops, power, ready
 from mailring.drivers.vagrant.guests import Holdings
+from mailring.drivers.vagrant.holdings import HoldingsReader
 from mailring.drivers.vagrant.machines import (
     bundles_dir,
     check_topology,
@@ -74,8 +75,8 @@ class VagrantCluster(Cluster):
     # then preempts: the old holder let go ~7 s after the link came back, past the lab's 6 s.
     SWEEP_TIMEOUT_S = 8.0
     SETTLE_S = 10.0
-    # status() asks every VM over SSH (sudo, `ip -j addr`): about a second per read on TCG,
-    # so an isolate-and-heal test reads ~10 samples, not the lab's hundreds.
+    # status() asks every VM over SSH (`ip -j addr` through a kept root loop; it was a session,
+    # sudo and ip per read, about 2 s): a holders watch needs at least 8 samples, not the lab's 20.
     HOLDER_SAMPLES = 8
 
     def __init__(self, topology, lab: str = "mailring") -> None:
@@ -90,6 +91,9 @@ class VagrantCluster(Cluster):
         self.snapshot = f"mailring-{lab}"
         self.libvirt_uri = os.environ.get("LIBVIRT_DEFAULT_URI", "qemu:///system")
         self._ssh = Ssh(self._ssh_conf)
+        self._reader = HoldingsReader(
+            lambda node, argv: self._ssh.open_pipe(node, argv, timeout=STATUS_TIMEOUT_S),
+            self.guest.holdings_argv(), STATUS_TIMEOUT_S)
         self._ssh_confs: dict[str, dict[str, str]] = {}
         self._ifaces: dict[str, str] = {}
 
@@ -144,6 +148,7 @@ class VagrantCluster(Cluster):
 
     def _forget(self, node: str | None = None) -> None:
         """Drop what was learnt about a node's connection (all nodes when None)."""
+        self._reader.forget(node)  # its loop ends while the connection is still there
         self._ssh.forget(node)
         for cache in (self._ssh_confs, self._ifaces):
             if node is None:
@@ -262,10 +267,10 @@ class VagrantCluster(Cluster):
     def _holdings(self, node: str) -> Holdings | None:
         vhids = {v.vhid: str(v.address) for v in self.topology.vips}
         try:
-            res = self.run(node, self.guest.holdings_argv(), timeout=STATUS_TIMEOUT_S)
+            text = self._reader.read(node)  # one long-lived root loop per node, not a session
         except TransportError:
             return None
-        return self.guest.holdings(res.stdout, str(self.topology.nodes[node].address), vhids)
+        return self.guest.holdings(text, str(self.topology.nodes[node].address), vhids)
 
     def _node_status(self, node: str, faults: dict[str, str]) -> tuple[str, Holdings | None]:
         if self._power(node) != "running":

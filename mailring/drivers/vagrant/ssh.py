@@ -144,8 +144,12 @@ class Ssh:
     def start(self, node: str, argv: list[str]) -> SshRunning:
         return SshRunning(argv, self._channel(node, argv))
 
-    def open_pipe(self, node: str, argv: list[str]) -> SshPipe:
-        return SshPipe(argv, self._channel(node, argv))
+    def open_pipe(self, node: str, argv: list[str], timeout: float | None = None) -> SshPipe:
+        """A line-talking command; with ``timeout``, a read that waits longer ends the pipe's
+        stdout (readline returns "")."""
+        chan = self._channel(node, argv)
+        chan.settimeout(timeout)
+        return SshPipe(argv, chan)
 
 
 def _pump(chan: Any, out: bytearray, err: bytearray, deadline: float | None) -> bool:

@@ -13,10 +13,11 @@ import pytest
 import yaml
 
 from mailring.drivers.vagrant import power
-from mailring.drivers.vagrant.confine import Confinement, Names, host_leaks
+from mailring.drivers.vagrant.confine import Confinement, Names
 from mailring.drivers.vagrant.guests import guest_for
 from mailring.drivers.vagrant.guests.debian import Debian
 from mailring.drivers.vagrant.machines import machine_list, render_lab
+from mailring.drivers.vagrant.residue import host_leaks, leftovers
 from mailring.errors import InputError
 from mailring.render import render
 from mailring.topology import load
@@ -184,6 +185,36 @@ def test_host_leaks_names_vm_addresses_and_devices() -> None:
     assert host_leaks(nets, data("ip-addr-host-clean.json")) == ""
     leaks = host_leaks(nets, data("ip-addr-host-leaking.json"))
     assert "192.168.121.1 on virbr1" in leaks and "device vnet0" in leaks
+
+
+def test_leftovers_after_teardown_name_each_thing_of_the_run_and_nothing_else(tmp_path) -> None:
+    names = Names("w10", tmp_path / "build")
+    proc, etc, netns = tmp_path / "proc", tmp_path / "etc", tmp_path / "netns"
+    for d in (proc, etc / "qemu" / "networks", etc / "storage", netns):
+        d.mkdir(parents=True)
+
+    def process(pid: int, comm: str, cmdline: list[str], state: str = "S") -> None:
+        (proc / str(pid)).mkdir()
+        (proc / str(pid) / "comm").write_text(comm + "\n")
+        (proc / str(pid) / "stat").write_text(f"{pid} ({comm}) {state} 1 2 3")
+        (proc / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in cmdline))
+
+    # another lab's QEMU, a zombie daemon and a PID reused by another program are not ours
+    process(500, "qemu-system-x86", ["qemu-system-x86_64", "-name", "guest=w100-mail01,x=y"])
+    process(501, "libvirtd", ["libvirtd"], state="Z")
+    process(502, "bash", ["bash"])
+    (etc / "qemu" / "w100-mail01.xml").write_text("<domain/>")
+    pids = {"libvirtd": 501, "virtlogd": 502}
+    assert leftovers(names, pids, proc, etc, netns) == []
+    process(600, "qemu-system-x86", ["qemu-system-x86_64", "-name", "guest=w10-mail02,x=y"])
+    process(601, "virtlogd", ["virtlogd", "-d"])
+    (etc / "qemu" / "networks" / "mr-w10-mgmt.xml").write_text("<network/>")
+    (netns / "mr-w10-vm").write_text("")
+    names.pool_dir.mkdir(parents=True)
+    left = leftovers(names, {"libvirtd": 501, "virtlogd": 601}, proc, etc, netns)
+    assert left == ["namespace mr-w10-vm", f"libvirt definitions of lab w10 in {etc}",
+                    "virtlogd pid 601", "QEMU pid 600 of a w10 domain",
+                    f"pool folder {names.pool_dir}"]
 
 
 def test_confined_names_belong_to_one_lab_only() -> None:

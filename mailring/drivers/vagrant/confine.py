@@ -27,13 +27,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network, ip_interface
+from ipaddress import IPv4Network
 from pathlib import Path
 
+from mailring.drivers.vagrant.residue import HostWatch, leftovers, on_disk
 from mailring.errors import InputError
 
 STATE_DIR = Path("/run/mailring")
@@ -263,7 +263,7 @@ class Confinement:
             except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
                 problems.append(f"{what}: {exc}")
 
-        if pid_of("libvirtd") is None and (self.netns_exists() or self._leftovers_on_disk()):
+        if pid_of("libvirtd") is None and (self.netns_exists() or on_disk(self.names)):
             attempt("start libvirtd to clean up", self.start_daemons)
         if pid_of("libvirtd") is not None:
             for dom in self._list("list", "--all", "--name"):
@@ -308,56 +308,6 @@ class Confinement:
     def _list(self, *args: str) -> list[str]:
         return [line.strip() for line in virsh(*args, check=False).stdout.splitlines() if line.strip()]
 
-    def _leftovers_on_disk(self) -> bool:
-        """Persistent definitions a SIGKILLed run may have left (libvirt keeps them in /etc)."""
-        etc = Path("/etc/libvirt")
-        doms = any(self.names.domain(p.stem) for p in (etc / "qemu").glob("*.xml"))
-        nets = any(self.names.network(p.stem) for p in (etc / "qemu" / "networks").glob("*.xml"))
-        pools = (etc / "storage" / f"{self.names.pool}.xml").exists()
-        return doms or nets or pools
-
-
-class HostWatch:
-    """Checks the host namespace once a second: no address on a VM network, no VM device."""
-
-    def __init__(self, networks: list[IPv4Network]) -> None:
-        self.networks = networks
-        self.seen: list[str] = []
-        self.checks = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(1.0):
-            problem = host_leaks(self.networks)
-            self.checks += 1
-            if problem and problem not in self.seen:
-                self.seen.append(problem)
-
-
-def host_leaks(networks: list[IPv4Network], text: str | None = None) -> str:
-    """What of the VMs shows in this namespace (``ip -j addr``): "" when nothing does."""
-    if text is None:
-        text = subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True).stdout
-    leaks = []
-    for link in json.loads(text or "[]"):
-        name = link.get("ifname", "")
-        if name.startswith(("vnet", "virbr")) or name.startswith("mr-"):
-            leaks.append(f"device {name}")
-        for a in link.get("addr_info", []):
-            if a.get("family") != "inet":
-                continue
-            addr = ip_interface(f"{a['local']}/{a.get('prefixlen', 32)}")
-            if any(addr.ip in net for net in networks):
-                leaks.append(f"{a['local']} on {name}")
-    return ", ".join(leaks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, ValueError) as exc:
         print(f"mailring: {exc}", file=sys.stderr)
         return 2
-    if had_record or conf.netns_exists() or conf._leftovers_on_disk():
+    if had_record or conf.netns_exists() or on_disk(names):
         say(f"removing what an earlier run of lab {names.lab} left")
         if conf.teardown():
             print(f"mailring: could not remove lab {names.lab}'s leftovers (above); fix by hand",
@@ -435,6 +385,14 @@ def main(argv: list[str] | None = None) -> int:
         rc = rc or 1
     else:
         say(f"host namespace clean in {watch.checks} one-second checks")
+    left = leftovers(names, conf.pids)
+    if left:
+        print(f"mailring: confine: lab {names.lab} left behind after its teardown: "
+              f"{'; '.join(left)}", file=sys.stderr)
+        rc = rc or 1
+    else:
+        say(f"nothing of lab {names.lab} left: no domain, network, pool, QEMU, libvirtd, "
+            "virtlogd or namespace")
     if problems:
         rc = rc or 1
     return 130 if interrupted else rc

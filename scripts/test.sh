@@ -2,12 +2,13 @@
 # Run mailring's tests with the venv that scripts/setup.sh made.
 #   scripts/test.sh unit   the project's own tests: no root, no cluster
 #   scripts/test.sh lab    the cluster suite on the lab driver (needs root)
-#   scripts/test.sh all    unit, lint, then the lab suite (what CI runs)
+#   scripts/test.sh all    unit, lint, then the lab suite (CI runs it, then vagrant-smoke)
 #   scripts/test.sh vagrant-smoke
 #                          a subset of the suite on Debian VMs (libvirt, QEMU), with
 #                          libvirtd, the VMs and the tests in a namespace made for the
-#                          run (root; see docs/vagrant.md). Env MAILRING_LAB names it.
-# Extra arguments go to pytest. Each pytest run writes JUnit XML to runs/junit-<unit|lab>.xml.
+#                          run (root; see docs/vagrant.md). Env MAILRING_LAB names it,
+#                          MAILRING_SMOKE_LIMIT_S bounds it (default 2400 s).
+# Extra arguments go to pytest. Each pytest run writes JUnit XML to runs/junit-<unit|lab|vagrant-smoke>.xml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -25,9 +26,13 @@ case "$what" in
     # else runs confined; the confinement removes all it made, also on failure and Ctrl-C
     box=$(provision/boxes/debian.sh)
     rc=0
+    # bounded: at the limit the confinement gets SIGTERM, stops the tests and removes the VMs
+    limit="${MAILRING_SMOKE_LIMIT_S:-2400}"
+    timeout -s TERM -k 300 "$limit" \
     "$py/python" -m mailring.drivers.vagrant.confine --lab "${MAILRING_LAB:-smoke}" \
       --network "$("$py/python" -c 'import sys; from mailring.topology import load; print(load(sys.argv[1]).network)' fixtures/topology-vm.yaml)" \
-      -- scripts/vagrant-smoke.sh "$box" "$@" || rc=$?
+      -- scripts/vagrant-smoke.sh "$box" "$(junit vagrant-smoke)" "$@" || rc=$?
+    [ "$rc" -ne 124 ] || echo "vagrant-smoke: stopped at its time limit of $limit s (MAILRING_SMOKE_LIMIT_S)" >&2
     echo "vagrant-smoke: exit $rc after $(( $(date +%s) - t0 )) s"
     exit "$rc"
     ;;

@@ -27,7 +27,7 @@ from mailring.drivers.lab.ready import wait_owners, wait_ready, wait_services
 from mailring.errors import InputError
 from mailring.interrupts import shielded
 from mailring.render import render
-from mailring.render.context import MAIL_UID
+from mailring.render.context import MAIL_UID, backends
 from mailring.render.engine import load_manifest
 from mailring.speakers import SPEAKERS, Speaker, lab_speaker
 
@@ -171,16 +171,24 @@ class LabCluster(Cluster):
             t.join()
 
     def _start_init(self, node: str, hold: tuple[str, ...] = ()) -> None:
+        """Start a node's init: its daemons, HAProxy once they listen (its first check of a
+        daemon not listening yet would mark the server DOWN until ``rise`` checks pass), and
+        the ``hold`` services only when asked."""
         names = self.names
         disk = names.disk(node)
         disk.mkdir(parents=True, exist_ok=True)
-        store = names.store if self.topology.nodes[node].role == "mail" else names.disk(node) / "none"
+        mail = self.topology.nodes[node].role == "mail"
+        store = names.store if mail else names.disk(node) / "none"
+        options = ["--hold", ",".join(hold)] if hold else []
+        if mail:
+            ports = sorted({b.port for b in backends(self.topology)})
+            options += ["--after-listening", "haproxy=" + ",".join(map(str, ports))]
         log = open(disk / "init.log", "ab")  # noqa: SIM115
         subprocess.Popen(
             ["ip", "netns", "exec", names.netns(node), "unshare", "--mount", "--pid", "--uts",
              "--fork", "--mount-proc", "--propagation", "private", NODE_PYTHON, "-m",
              "mailring.drivers.lab.init", str(disk), str(names.bundles / node), str(store),
-             str(names.control(node)), *(["--hold", ",".join(hold)] if hold else [])],
+             str(names.control(node)), *options],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO), "LANG": "C.UTF-8"},
         )

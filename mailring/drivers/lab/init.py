@@ -2,12 +2,13 @@
 
 Started by the driver as ``ip netns exec <ns> unshare --mount --pid --uts
 --fork --mount-proc python -m mailring.drivers.lab.init <disk> <bundle>
-<store> <control>``. It overlays the node's writable layers on /etc and /var
-(the rendered bundle is the upper /etc), puts a fresh tmpfs on /run as a boot
-would, mounts the shared mail store, sets the hostname, then starts
-every service of ``/etc/mailring/services.yaml`` (but those named by ``--hold``, which wait
-for a start request) in its own process group,
-output to ``/var/log/<service>.log``. A JSON-lines control socket lets the
+<store> <control> [--hold S,S] [--after-listening S=PORT,PORT]``. It overlays the node's
+writable layers on /etc and /var (the rendered bundle is the upper /etc), puts a fresh
+tmpfs on /run as a boot would, mounts the shared mail store, sets the hostname, then starts
+every service of ``/etc/mailring/services.yaml`` in its own process group, output to
+``/var/log/<service>.log``: those named by ``--hold`` wait for a start request, those named
+by ``--after-listening`` wait (bounded) until something listens on each of their ports (a
+boot's service order: HAProxy after the daemons it checks). A JSON-lines control socket lets the
 driver stop, start, pause (SIGSTOP), resume (SIGCONT) and list services.
 Killing this process is a power cut:
 the kernel kills every process of the PID namespace at once.
@@ -24,11 +25,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 STOP_GRACE_S = 5.0
+# how long a service started --after-listening waits for its ports; then it starts anyway (the
+# lab's readiness wait names what does not answer)
+AFTER_LISTENING_S = 30.0
+LISTEN_POLL_S = 0.02
+TCP_LISTEN = "0A"  # the st column of /proc/net/tcp
 
 
 def sh(*argv: str) -> None:
@@ -71,9 +78,12 @@ class Supervisor:
         self.paused: set[str] = set()
         self.lock = threading.Lock()
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, unless_stopped: bool = False) -> None:
+        """Start a service (not if it runs; with ``unless_stopped``, not if a stop was asked for)."""
         with self.lock:
             if any(p.poll() is None for p in self.procs.get(name, [])):
+                return
+            if unless_stopped and name in self.stopped:
                 return
             log = open(f"/var/log/{name}.log", "ab", buffering=0)  # noqa: SIM115
             self.procs[name] = [
@@ -134,6 +144,60 @@ class Supervisor:
                     "paused": name in self.paused,
                 }
             return out
+
+
+def listening_ports(tables: dict[str, str]) -> set[int]:
+    """The TCP ports in LISTEN state in /proc/net/tcp-format ``tables`` (path -> text)."""
+    ports = set()
+    for text in tables.values():
+        for line in text.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == TCP_LISTEN:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _tcp_tables() -> dict[str, str]:
+    """/proc/net/tcp and tcp6 of this network namespace (the node's)."""
+    out = {}
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            out[path] = Path(path).read_text()
+        except OSError:
+            pass
+    return out
+
+
+def start_after_listening(sup: Supervisor, name: str, ports: set[int],
+                          deadline_s: float = AFTER_LISTENING_S,
+                          tables: Callable[[], dict[str, str]] = _tcp_tables) -> bool:
+    """Start ``name`` once something listens on every one of ``ports`` (HAProxy after the
+    daemons it checks: a check of a daemon that is not listening yet marks its server DOWN,
+    and it comes back only after ``rise`` checks, ``inter`` apart), or once ``deadline_s`` has
+    passed. A stop asked for meanwhile wins. True if the ports were all listening."""
+    deadline = time.monotonic() + deadline_s
+    while not (listening := ports <= listening_ports(tables())) and time.monotonic() < deadline:
+        time.sleep(LISTEN_POLL_S)
+    sup.start(name, unless_stopped=True)
+    return listening
+
+
+def parse_options(args: list[str]) -> tuple[set[str], dict[str, set[int]]]:
+    """``--hold S,S`` and ``--after-listening S=PORT,PORT`` (repeatable): held services, and
+    the ports each of the others waits for."""
+    held: set[str] = set()
+    after: dict[str, set[int]] = {}
+    if len(args) % 2:
+        raise ValueError(f"options come in pairs: {args}")
+    for opt, value in zip(args[::2], args[1::2], strict=True):
+        if opt == "--hold":
+            held |= set(value.split(","))
+        elif opt == "--after-listening":
+            name, _, ports = value.partition("=")
+            after[name] = {int(p) for p in ports.split(",") if p}
+        else:
+            raise ValueError(f"unknown option {opt!r}")
+    return held, after
 
 
 def _groups_of_tree(root: int) -> set[int]:
@@ -237,7 +301,7 @@ SUP: Supervisor
 def main(argv: list[str]) -> int:
     global SUP
     disk, bundle, store, control = (Path(a) for a in argv[:4])
-    held = set(argv[5].split(",")) if len(argv) > 5 and argv[4] == "--hold" else set()
+    held, after = parse_options(argv[4:])
     hostname = (bundle / "etc" / "hostname").read_text().strip().split(".")[0]
     srv = listen(control)
     mount_layers(disk, bundle, store, hostname)
@@ -247,7 +311,10 @@ def main(argv: list[str]) -> int:
     SUP = Supervisor({k: [[str(a) for a in argv] for argv in v] for k, v in services.items()})
     signal.signal(signal.SIGTERM, lambda *_: _shutdown())
     for name in services:
-        if name not in held:
+        if name in after and name not in held:
+            threading.Thread(target=start_after_listening, args=(SUP, name, after[name]),
+                             daemon=True).start()
+        elif name not in held:
             SUP.start(name)
     threading.Thread(target=reap_forever, daemon=True).start()
     serve(SUP, srv)

@@ -97,7 +97,10 @@ def wait_services(cluster: LabCluster, node: str, deadline_s: float = 20.0) -> N
         down = [n for n, r in answer.get("results", {}).items() if not r.get("ok")]
         if not answer.get("results") or down:
             raise NotReady(f"{node}: not answering yet: {down or res.stderr.strip()}")
-        state = cluster.haproxy_command(node, "show servers state")
+        try:  # the init starts HAProxy once the daemons listen: its socket may not be there yet
+            state = cluster.haproxy_command(node, "show servers state")
+        except TransportError as exc:
+            raise NotReady(f"{node}: HAProxy not answering yet ({exc})") from None
         local = [line.split() for line in state.splitlines()
                  if len(line.split()) > 5 and line.split()[3] == node]
         if not local or any(f[5] != "2" for f in local):  # srv_op_state 2 = RUNNING

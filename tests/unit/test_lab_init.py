@@ -1,0 +1,82 @@
+"""The lab node init's start order: options, the listening ports it reads, HAProxy after its daemons.
+
+``start_after_listening`` is run against a real Supervisor whose service is a
+harmless process and against /proc/net/tcp text, so no node, root or daemon is
+needed; the lab suite runs the real order on every node.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from mailring.drivers.lab import init
+
+# /proc/net/tcp lines: 0A is LISTEN, 01 ESTABLISHED (0x2739 = 10041, 0x0019 = 25, 0x272A = 10026)
+TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0B38A8C0:2739 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1
+   1: 0100007F:0019 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2
+   2: 0B38A8C0:272A 6438A8C0:C350 01 00000000:00000000 00:00000000 00000000     0        0 3
+"""
+TCP6 = """\
+  sl  local_address                         remote_address                        st tx_queue
+   0: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000
+"""
+
+
+def test_listening_ports_are_the_listen_rows_of_tcp_and_tcp6_only() -> None:
+    assert init.listening_ports({"tcp": TCP, "tcp6": TCP6}) == {10041, 25, 80}
+    assert init.listening_ports({}) == set()
+
+
+def test_options_hold_and_after_listening() -> None:
+    held, after = init.parse_options(["--hold", "carp,carp-backup",
+                                      "--after-listening", "haproxy=10025,10110"])
+    assert held == {"carp", "carp-backup"}
+    assert after == {"haproxy": {10025, 10110}}
+    assert init.parse_options([]) == (set(), {})
+    for bad in (["--hold"], ["--wait", "x"]):
+        with pytest.raises(ValueError):
+            init.parse_options(bad)
+
+
+class Recorder(init.Supervisor):
+    """A Supervisor that records starts instead of spawning (its service table is real)."""
+
+    def __init__(self) -> None:
+        super().__init__({"haproxy": [["haproxy"]]})
+        self.started: list[str] = []
+
+    def start(self, name: str, unless_stopped: bool = False) -> None:
+        self.started.append(name)
+
+
+def test_haproxy_starts_only_once_every_port_listens() -> None:
+    sup, tables = Recorder(), {"tcp": ""}
+    looks = []
+
+    def read() -> dict[str, str]:
+        looks.append(sup.started[:])
+        if len(looks) == 3:  # the daemons come up while the init is waiting
+            tables["tcp"] = TCP
+        return dict(tables)
+
+    assert init.start_after_listening(sup, "haproxy", {25, 10041}, deadline_s=10, tables=read)
+    assert sup.started == ["haproxy"]
+    assert looks[:3] == [[], [], []]  # not started while a port was missing
+
+
+def test_a_port_that_never_listens_starts_it_at_the_deadline_and_a_stop_wins() -> None:
+    sup = Recorder()
+    assert not init.start_after_listening(sup, "haproxy", {25, 9999}, deadline_s=0.1,
+                                          tables=lambda: {"tcp": TCP})
+    assert sup.started == ["haproxy"]
+    stopped = init.Supervisor({"haproxy": [["haproxy"]]})  # the real one: it would spawn
+    stopped.stopped.add("haproxy")  # `mailring stop <node> haproxy` while it waited
+    t = threading.Thread(target=init.start_after_listening,
+                         args=(stopped, "haproxy", {25}, 5, lambda: {"tcp": TCP}))
+    t.start()
+    t.join(5)
+    assert not t.is_alive() and stopped.procs == {}

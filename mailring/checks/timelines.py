@@ -58,6 +58,16 @@ def margin_s(topo: Topology, speaker: Speaker = SPEAKERS["ucarp"], hz: float = H
     return speaker.late_advbase * topo.advbase + timeout_s + 1 / hz + SLACK_S
 
 
+def failback_allowed_s(bound_s: float, hz: float = HZ, timeout_s: float = PROBE_TIMEOUT_S) -> float:
+    """What a failback (the owner preempting its VIP back) may cost: CARP's bound, or, where the
+    probe is coarser than that, what one attempt lost in the handover costs it (sent to the old
+    holder just before it let go, it hangs until its timeout) with a sampling period on each
+    side and scheduling slack. No election runs at a failback, so the bound is a cap. On VMs
+    (2 s timeout, 2 Hz) SMTP showed 2.94-3.00 s failbacks, the size of one lost attempt (its
+    cause is not verified), under the 3.08 s bound by less than the machine's jitter."""
+    return max(bound_s, timeout_s + 2 / hz + SLACK_S)
+
+
 def short_of(ops: list[Op], names: list[str], minimum: int) -> list[str]:
     """The targets with fewer than ``minimum`` successful attempts in ``ops``."""
     return [n for n in names if sum(1 for o in ops if o.target == n and o.ok) < minimum]

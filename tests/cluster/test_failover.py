@@ -7,14 +7,23 @@ CARP's bound (3 x advbase + skew/256) plus the margin of the lab's CARP speaker
 (keepalived: one probe timeout and period, so a failover one advbase slow fails;
 see mailring.checks.timelines.margin_s). Every other VIP
 is watched too (IMAP, at a lower rate): a VIP that should not move must not
-miss a single attempt through the crash and the boot.
+miss a single attempt through the crash and the boot. The failback (the owner
+preempting its VIPs back after the boot) may cost at most CARP's bound, or, on a
+driver whose probe is coarser than that (the VMs' 2 s timeout at 2 Hz), one
+attempt lost in the handover (mailring.checks.timelines.failback_allowed_s).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from mailring.checks.timelines import failures_of, margin_s, outages_of, targets_for
+from mailring.checks.timelines import (
+    failback_allowed_s,
+    failures_of,
+    margin_s,
+    outages_of,
+    targets_for,
+)
 from mailring.polling.convergence import converge
 from mailring.polling.sweep import sweep
 from mailring.polling.timelines import wait_recovered, wait_sampling
@@ -82,6 +91,8 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
             f"{row.service}@{row.vip}: outage {row.outage_ms:.0f} ms after crashing {mail_node}, "
             f"more than CARP's bound {row.bound_ms:.0f} ms + margin ({allowed:.0f} ms)")
     for row in failback:
-        assert row.outage_ms is not None and row.outage_ms <= row.bound_ms, (
-            f"{row.service}@{row.vip}: failback to {mail_node} cost {row.outage_ms} ms")
+        allowed = failback_allowed_s(row.bound_ms / 1000, hz, timeout) * 1000
+        assert row.outage_ms is not None and row.outage_ms <= allowed, (
+            f"{row.service}@{row.vip}: failback to {mail_node} cost {row.outage_ms} ms, more than "
+            f"{allowed:.0f} ms (CARP's bound, or one probe attempt lost in the handover)")
     assert sweep(client, topology, topology.expected_owners()) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailring.checks.timelines import margin_s
+from mailring.checks.timelines import failback_allowed_s, margin_s
 from mailring.errors import InputError
 from mailring.speakers import ENV, SPEAKERS, lab_speaker, vrrp_master_down_s, vrrp_priority
 from mailring.topology import DEFAULT_TOPOLOGY, load
@@ -44,3 +44,10 @@ def test_the_lab_speaker_is_the_flavours_unless_the_environment_picks(monkeypatc
     monkeypatch.setenv(ENV, "carpd")
     with pytest.raises(InputError, match="keepalived or ucarp"):
         lab_speaker()
+
+
+def test_failback_allowance_is_carps_bound_unless_one_probe_attempt_is_longer() -> None:
+    bound = RING.failover_bound_s(str(RING.vips[0].address), {RING.vips[0].owner})
+    assert failback_allowed_s(bound, hz=20, timeout_s=0.5) == bound  # the lab: the bound
+    assert failback_allowed_s(bound, hz=2, timeout_s=2.0) == pytest.approx(3.25)  # the VMs
+    assert failback_allowed_s(bound, hz=2, timeout_s=2.0) < bound + 0.5

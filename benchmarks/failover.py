@@ -28,7 +28,7 @@ from mailring.checks.timelines import HZ, PROBE_TIMEOUT_S, margin_s, outages_of,
 from mailring.client import Client
 from mailring.cluster import open_cluster
 from mailring.polling.convergence import converge
-from mailring.polling.timelines import wait_recovered, wait_sampling
+from mailring.polling.timelines import wait_recovered, wait_sampling, wait_settled
 from mailring.speakers import ENV, SPEAKERS
 from mailring.topology import DEFAULT_TOPOLOGY, load
 
@@ -70,7 +70,7 @@ def crash_cycle(cluster, client: Client, node: str, figures: Figures) -> None:
             if cluster.faults().get(node) == "crashed":
                 cluster.boot(node)
         converge(cluster, failed=set())
-        wait_recovered(tl, names, t_boot, 15, must_fail=False)
+        wait_settled(tl, names, 15)
         ops = tl.stop()
     figures.cycles_s.append(time.perf_counter() - t0)
     failover = outages_of([o for o in ops if o.t < t_boot], names, t_crash, "bench", f"crash {node}", bound)

@@ -33,3 +33,13 @@ def wait_recovered(tl: Timeline, names: list[str], since: float, deadline_s: flo
             raise NotYet("; ".join(pending))
 
     eventually(check, deadline_s, "every watched service answering again")
+
+
+def wait_settled(tl: Timeline, names: list[str], deadline_s: float) -> None:
+    """After a heal and converge(): block until every target answers on an attempt invoked
+    after now (the probe's clock). An attempt in flight when the VIPs moved back ends, as a
+    failure, only after converge() returned; judged on the attempts before it, the timeline
+    stopped with that window still open and the failback read as never recovered (1 crash
+    in 5 on the lab). A target's attempts run one at a time, so once its latest attempt
+    after now answered, the one in flight started after the handover."""
+    wait_recovered(tl, names, tl.now(), deadline_s, must_fail=False)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from pathlib import Path
 
-from mailring.drivers.vagrant.residue import HostWatch, leftovers, on_disk
+from mailring.drivers.vagrant.residue import HostWatch, leftovers, on_disk, zombie
 from mailring.errors import InputError
 
 STATE_DIR = Path("/run/mailring")
@@ -143,7 +143,7 @@ def stop_pid(pid: int, name: str, grace_s: float = 10.0) -> None:
         return
     end = time.monotonic() + grace_s
     while time.monotonic() < end:
-        if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+        if zombie(pid):
             return
         time.sleep(0.1)
     say(f"{name} (pid {pid}) ignored SIGTERM for {grace_s:.0f} s; SIGKILL")
@@ -151,13 +151,6 @@ def stop_pid(pid: int, name: str, grace_s: float = 10.0) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 @dataclass

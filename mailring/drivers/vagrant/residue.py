@@ -81,14 +81,21 @@ def _cmdline(pid: str, proc: Path) -> str:
         return ""
 
 
+def zombie(pid: int, proc: Path = Path("/proc")) -> bool:
+    """The process has ended: it is a zombie, or gone (True then too)."""
+    try:
+        return (proc / str(pid) / "stat").read_text().split(")")[-1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def _alive(pid: int, name: str, proc: Path) -> bool:
     """The process lives, is not a zombie, and is still ``name`` (not a reused PID)."""
     try:
         comm = (proc / str(pid) / "comm").read_text().strip()
-        state = (proc / str(pid) / "stat").read_text().split(")")[-1].split()[0]
-    except (OSError, IndexError):
+    except OSError:
         return False
-    return comm == name and state != "Z"
+    return comm == name and not zombie(pid, proc)
 
 
 def leftovers(names: Names, pids: dict[str, int], proc: Path = Path("/proc"),

@@ -17,7 +17,7 @@ from mailring.drivers.vagrant.confine import Confinement, Names
 from mailring.drivers.vagrant.guests import guest_for
 from mailring.drivers.vagrant.guests.debian import Debian
 from mailring.drivers.vagrant.machines import machine_list, render_lab
-from mailring.drivers.vagrant.residue import host_leaks, leftovers
+from mailring.drivers.vagrant.residue import HostWatch, host_leaks, leftovers
 from mailring.errors import InputError
 from mailring.render import render
 from mailring.topology import load
@@ -185,6 +185,17 @@ def test_host_leaks_names_vm_addresses_and_devices() -> None:
     assert host_leaks(nets, data("ip-addr-host-clean.json")) == ""
     leaks = host_leaks(nets, data("ip-addr-host-leaking.json"))
     assert "192.168.121.1 on virbr1" in leaks and "device vnet0" in leaks
+
+
+def test_host_watch_checks_at_start_and_end_even_when_the_command_is_quick() -> None:
+    """A command that ends within a second still gets checked: "clean" never rests on 0 checks,
+    and a leak that shows only at the end is caught."""
+    answers = iter(["", "192.168.56.1 on mr-x"])
+    watch = HostWatch([IPv4Network("192.168.56.0/24")], leaks=lambda nets: next(answers))
+    watch.start()
+    watch.stop()
+    assert watch.checks == 2
+    assert watch.seen == ["192.168.56.1 on mr-x"]
 
 
 def test_leftovers_after_teardown_name_each_thing_of_the_run_and_nothing_else(tmp_path) -> None:

@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         rc = rc or 1
     else:
-        say(f"host namespace clean in {watch.checks} one-second checks")
+        say(f"host namespace clean in {watch.checks} checks (at start, once a second, at the end)")
     left = leftovers(names, conf.pids)
     if left:
         print(f"mailring: confine: lab {names.lab} left behind after its teardown: "

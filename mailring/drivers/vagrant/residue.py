@@ -1,9 +1,9 @@
 """What of a confined VM run shows where it must not (mailring.drivers.vagrant.confine).
 
 While the run goes, the host namespace must show no address on a VM network and
-no VM device (``host_leaks``, checked once a second by ``HostWatch``); after its
-teardown, nothing of the run may be left (``leftovers``): no libvirt definition,
-no QEMU of its domains, none of the daemons it started, no namespace, no pool
+no VM device (``host_leaks``, checked at start, once a second and at the end by
+``HostWatch``); after its teardown, nothing of the run may be left (``leftovers``): no libvirt
+definition, no QEMU of its domains, none of the daemons it started, no namespace, no pool
 folder. Both are checked by the run itself, so CI fails when either is broken.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+from collections.abc import Callable
 from ipaddress import IPv4Network, ip_interface
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,28 +24,40 @@ LIBVIRT_ETC = Path("/etc/libvirt")
 
 
 class HostWatch:
-    """Checks the host namespace once a second: no address on a VM network, no VM device."""
+    """Checks the host namespace when started, once a second while the command runs, and
+    once more when stopped: no address on a VM network, no VM device. A command that ends
+    within a second is still checked twice, so "clean" never rests on zero checks."""
 
-    def __init__(self, networks: list[IPv4Network]) -> None:
+    def __init__(self, networks: list[IPv4Network],
+                 leaks: Callable[[list[IPv4Network]], str] | None = None) -> None:
         self.networks = networks
         self.seen: list[str] = []
         self.checks = 0
+        self._leaks = leaks or host_leaks
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
+        self.check()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self.check()
 
-    def _run(self) -> None:
-        while not self._stop.wait(1.0):
-            problem = host_leaks(self.networks)
+    def check(self) -> None:
+        problem = self._leaks(self.networks)
+        with self._lock:
             self.checks += 1
             if problem and problem not in self.seen:
                 self.seen.append(problem)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.check()
 
 
 def host_leaks(networks: list[IPv4Network], text: str | None = None) -> str:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from mailring.cluster import Pipe, TransportError
+from mailring.drivers.vagrant.keyed import KeyedLocks
 
 END = "@@mailring-holdings-end@@"
 
@@ -55,12 +56,8 @@ class HoldingsReader:
         self._argv = loop_argv(argv)
         self._timeout = timeout
         self._pipes: dict[str, Pipe] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._lock = threading.Lock()  # guards the two dicts only
-
-    def _node_lock(self, node: str) -> threading.Lock:
-        with self._lock:
-            return self._locks.setdefault(node, threading.Lock())
+        self._node_lock = KeyedLocks()
+        self._lock = threading.Lock()  # guards the dict only
 
     def read(self, node: str) -> str:
         """The guest command's output on ``node`` now; TransportError when the node does not answer."""

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mailring.cluster import Pipe, Result, Running, TransportError
+from mailring.drivers.vagrant.keyed import KeyedLocks
 
 # a TCG guest under load answers a connect in seconds, not milliseconds
 CONNECT_TIMEOUT_S = 15.0
@@ -55,12 +56,8 @@ class Ssh:
     def __init__(self, ssh_config: Callable[[str], dict[str, str]]) -> None:
         self._ssh_config = ssh_config
         self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()  # guards the two dicts only, never held while connecting
-        self._node_locks: dict[str, threading.Lock] = {}
-
-    def _node_lock(self, node: str) -> threading.Lock:
-        with self._lock:
-            return self._node_locks.setdefault(node, threading.Lock())
+        self._lock = threading.Lock()  # guards the dict only, never held while connecting
+        self._node_lock = KeyedLocks()
 
     def forget(self, node: str | None = None) -> None:
         """Close and drop a node's connection (all when node is None), e.g. after a crash."""

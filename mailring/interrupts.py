@@ -65,6 +65,13 @@ def install() -> bool:
     return done
 
 
+def sigint_default() -> None:
+    """For ``preexec_fn``: the child gets SIGINT delivered as usual. A job started with ``&``
+    by a non-interactive shell inherits SIGINT ignored, and Python then installs no handler,
+    so a test that interrupts its child would wait in vain."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def exit_status(exc: BaseException) -> int:
     """The exit status for an interrupt: 130 after Ctrl-C, 143 after SIGTERM."""
     return EXIT_STATUS.get(getattr(exc, "signum", signal.SIGINT), 130)

@@ -26,6 +26,7 @@ import pytest
 
 from mailring.checks import CheckError
 from mailring.cluster import open_cluster
+from mailring.interrupts import sigint_default
 from mailring.polling.sweep import sweep
 from mailring.polling.wait import NotYet, eventually
 
@@ -103,12 +104,6 @@ def leftovers(lab: str, seen: dict[int, str]) -> list[str]:
     if (BUILD / lab).exists():
         left.append(f"folder {BUILD / lab}")
     return left
-
-
-def sigint_default() -> None:
-    """In the child, before exec: SIGINT delivered as usual (a job started with `&` by a
-    non-interactive shell inherits SIGINT ignored, and `mailring up` would never see it)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def mailring(*argv: str, **kw) -> subprocess.Popen:

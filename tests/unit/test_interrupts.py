@@ -3,12 +3,13 @@ never cut short by either: the signal is held and raised when the teardown is do
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from mailring.interrupts import sigint_default
 
 SCRIPT = textwrap.dedent("""
     import os, signal, sys, time
@@ -28,12 +29,6 @@ SCRIPT = textwrap.dedent("""
         steps.append(f"{{type(exc).__name__}} {{interrupts.exit_status(exc)}}")
     print("; ".join(steps))
 """)
-
-
-def sigint_default() -> None:
-    """In the child, before exec: SIGINT delivered as usual. A job started with `&` by a
-    non-interactive shell inherits SIGINT ignored, and Python then installs no handler."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize("sig,name,status", [("SIGTERM", "Terminated", 143),

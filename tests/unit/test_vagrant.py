@@ -306,6 +306,23 @@ def test_up_refuses_another_labs_networks_even_when_they_are_down(monkeypatch: p
     assert "--all" in asked[0]
 
 
+def test_up_records_its_topology_so_a_scenario_of_another_is_refused(tmp_path: Path) -> None:
+    from mailring.scenario.run import check_same_topology
+
+    c = VagrantCluster(TOPO, lab="unit")
+    c.state = LabState(tmp_path / "state.json")
+    assert c.brought_up_from() is None  # no record: nothing to compare
+    c._record_topology()
+    assert c.brought_up_from() == (str(TOPO.path), TOPO.fingerprint())
+    check_same_topology(c)  # the same topology passes
+    ring = tmp_path / "ring.yaml"
+    ring.write_text(Path(TOPO.path).read_text().replace("advbase: 1", "advbase: 2"))
+    other = VagrantCluster(load(ring), lab="unit")
+    other.state = c.state
+    with pytest.raises(InputError, match="that lab runs another topology"):
+        check_same_topology(other)
+
+
 def test_labs_keep_their_machines_apart(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VAGRANT_DOTFILE_PATH", raising=False)
     default = VagrantCluster(TOPO)

@@ -162,6 +162,14 @@ class VagrantCluster(Cluster):
     def record_fault(self, node: str, fault: str | None) -> None:
         self.state.set_fault(node, fault)
 
+    def brought_up_from(self) -> tuple[str, str | None] | None:
+        state = self.state.load()
+        return (state["topology"], state.get("fingerprint")) if "topology" in state else None
+
+    def _record_topology(self) -> None:
+        """Which topology the VMs get, before any is made: scenario runs refuse another."""
+        self.state.update(topology=str(self.topology.path), fingerprint=self.topology.fingerprint())
+
     def _check_networks(self) -> None:
         """Refuse when another lab's VM networks are defined in this libvirt, up or not: the
         labs' cluster and management networks would share subnets (two xdist workers, two lab
@@ -185,6 +193,7 @@ class VagrantCluster(Cluster):
         """Create, provision and start every VM (the client first), then save a snapshot."""
         render_lab(self.topology, self.lab)
         self._check_networks()
+        self._record_topology()
         v = self._vagrant()
         t0 = time.monotonic()
         self.up_begin()

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from mailring.drivers.lab import init
+from mailring.drivers.lab import init, quickstart
 
 # /proc/net/tcp lines: 0A is LISTEN, 01 ESTABLISHED (0x2739 = 10041, 0x0019 = 25, 0x272A = 10026)
 TCP = """\
@@ -80,3 +80,45 @@ def test_a_port_that_never_listens_starts_it_at_the_deadline_and_a_stop_wins() -
     t.start()
     t.join(5)
     assert not t.is_alive() and stopped.procs == {}
+
+
+# -- Postfix's first start (quickstart) -------------------------------------------
+POSTFIX_FILES = """\
+# comment: $queue_directory/x:d:root:-:755:uc
+$queue_directory:d:root:-:755:uc
+$queue_directory/active:d:$mail_owner:-:700:ucr
+$queue_directory/hold:d:$mail_owner:-:700:ucr
+$queue_directory/maildrop:d:$mail_owner:$setgid_group:730:uc
+$queue_directory/public:d:$mail_owner:$setgid_group:710:uc
+$queue_directory/pid/master.pid:f:root:-:644:o
+$daemon_directory/master:f:root:-:755
+"""
+
+
+def test_queue_dirs_are_postfix_files_directories_under_the_queue_with_owner_group_mode() -> None:
+    names = quickstart.settings("mail_owner = mailer\n  setgid_group = nope\n# setgid_group = x\n")
+    assert names == {"mail_owner": "mailer", "setgid_group": "postdrop"}
+    dirs = quickstart.queue_dirs(POSTFIX_FILES, names)
+    assert [(d.name, d.owner, d.group, oct(d.mode)) for d in dirs] == [
+        ("active", "mailer", None, "0o700"), ("hold", "mailer", None, "0o700"),
+        ("maildrop", "mailer", "postdrop", "0o730"), ("public", "mailer", "postdrop", "0o710")]
+
+
+def test_only_missing_queue_dirs_are_made_with_their_owner_and_mode(tmp_path) -> None:
+    import grp
+    import os
+    import pwd
+
+    user = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    (tmp_path / "active").mkdir(mode=0o755)
+    dirs = [quickstart.QueueDir("active", user, None, 0o700),
+            quickstart.QueueDir("hold", user, None, 0o700),
+            quickstart.QueueDir("public", user, group, 0o710)]
+    todo = quickstart.missing(dirs, tmp_path)
+    assert [d.name for d in todo] == ["hold", "public"]
+    quickstart.make(todo, tmp_path)
+    assert oct((tmp_path / "hold").stat().st_mode & 0o7777) == "0o700"
+    assert oct((tmp_path / "public").stat().st_mode & 0o7777) == "0o710"
+    assert oct((tmp_path / "active").stat().st_mode & 0o7777) == "0o755"  # present: left alone
+    assert quickstart.missing(dirs, tmp_path) == []

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from mailring.drivers.lab import quickstart
+
 STOP_GRACE_S = 5.0
 # how long a service started --after-listening waits for its ports; then it starts anyway (the
 # lab's readiness wait names what does not answer)
@@ -304,11 +306,14 @@ def main(argv: list[str]) -> int:
     held, after = parse_options(argv[4:])
     hostname = (bundle / "etc" / "hostname").read_text().strip().split(".")[0]
     srv = listen(control)
+    fresh = not (disk / "var").exists()  # a boot after a crash finds its /var layer
     mount_layers(disk, bundle, store, hostname)
     os.environ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     os.environ["HOME"] = "/root"
     services = yaml.safe_load(Path("/etc/mailring/services.yaml").read_text()) or {}
     SUP = Supervisor({k: [[str(a) for a in argv] for argv in v] for k, v in services.items()})
+    if fresh:
+        quickstart.first_boot(services)
     signal.signal(signal.SIGTERM, lambda *_: _shutdown())
     for name in services:
         if name in after and name not in held:

@@ -8,7 +8,8 @@ tmpfs on /run as a boot would, mounts the shared mail store, sets the hostname, 
 every service of ``/etc/mailring/services.yaml`` in its own process group, output to
 ``/var/log/<service>.log``: those named by ``--hold`` wait for a start request, those named
 by ``--after-listening`` wait (bounded) until something listens on each of their ports (a
-boot's service order: HAProxy after the daemons it checks). A JSON-lines control socket lets the
+boot's service order: HAProxy after the daemons it checks). On a node's first boot Postfix skips
+postfix-script's installation checks (``quickstart``). A JSON-lines control socket lets the
 driver stop, start, pause (SIGSTOP), resume (SIGCONT) and list services.
 Killing this process is a power cut:
 the kernel kills every process of the PID namespace at once.

@@ -68,6 +68,8 @@ if [ ! -s "$box" ]; then
       for u in haproxy postfix dovecot nginx nsd unbound nfs-server nfs-kernel-server; do
         systemctl mask \$u.service
       done
+      # no time source until a bundle names one: never a public NTP pool
+      printf \"driftfile /var/lib/chrony/chrony.drift\nmakestep 0.1 -1\n\" > /etc/chrony/chrony.conf
       echo mailring-box > /etc/hostname
       # sudo resolves the hostname on every call: without this line each one waits for DNS
       printf \"127.0.0.1 localhost\n127.0.1.1 mailring-box\n\" > /etc/hosts

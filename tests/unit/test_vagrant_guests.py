@@ -112,6 +112,12 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def deps(unit: str, key: str) -> list[str]:
+    """Every unit named on ``key=`` lines of a unit file's text."""
+    return [name for line in unit.splitlines() if line.startswith(key + "=")
+            for name in line.split("=", 1)[1].split()]
+
+
 def load_apply(root: Path):
     spec = importlib.util.spec_from_file_location("mailring_apply", root / "apply.py")
     module = importlib.util.module_from_spec(spec)
@@ -147,14 +153,36 @@ def test_apply_loads_the_packet_filter_before_any_mail_daemon(bundle: Path) -> N
     assert "ExecStart=/usr/sbin/nft -f /etc/mailring/nftables.conf" in units["mailring-filter.service"]
     assert (root / "etc/mailring/nftables.conf").is_file()
     daemons = [n for n in units if n.endswith(".service") and n not in (
-        "mailring-filter.service", "mailring-gate.service")]
+        "mailring-filter.service", "mailring-gate.service", "mailring-clock.service")]
     for name in daemons:
-        assert "Requires=mailring-filter.service" in units[name], name
-        assert "mailring-filter.service" in units[name].split("After=", 1)[1].splitlines()[0], name
+        assert "mailring-filter.service" in deps(units[name], "Requires"), name
+        assert "mailring-filter.service" in deps(units[name], "After"), name
     client = bundle / "client01"
     client_units = load_apply(client).units(
         yaml.safe_load((client / "etc/mailring/services.yaml").read_text()))
     assert "mailring-filter.service" not in client_units
+
+
+def test_mail_daemons_start_once_the_clock_follows_the_client_node(bundle: Path) -> None:
+    """Dovecot's maildir on NFS needs the nodes' clocks within a second of the store's server:
+    the client node serves its clock (chrony), the mail nodes follow it and their daemons wait
+    for chronyc waitsync."""
+    def directives(node: str) -> list[str]:
+        text = (bundle / node / "etc/chrony/chrony.conf").read_text()
+        return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+    client = directives("client01")
+    assert "local stratum 8" in client and f"allow {VM_TOPO.network}" in client
+    assert not [d for d in client if d.split()[0] in ("server", "pool", "peer")], client
+    root = bundle / "mail02"
+    mail = directives("mail02")
+    assert [d for d in mail if d.split()[0] in ("server", "pool", "peer", "allow", "local")] == [
+        f"server {VM_TOPO.client.address} iburst minpoll 0 maxpoll 2"], mail
+    units = load_apply(root).units(yaml.safe_load((root / "etc/mailring/services.yaml").read_text()))
+    assert "ExecStart=/usr/bin/chronyc waitsync " in units["mailring-clock.service"]
+    for name in ("mailring-postfix-postfix.service", "mailring-dovecot-dovecot.service"):
+        assert "mailring-clock.service" in deps(units[name], "Requires"), name
+        assert "mailring-clock.service" in deps(units[name], "After"), name
 
 
 def test_apply_escapes_dollars_and_percents_for_systemd(bundle: Path) -> None:

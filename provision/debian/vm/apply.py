@@ -10,7 +10,8 @@ target per mailring service (mailring-postfix.target, mailring-carp.target,
 mailring-gate.service (/etc/mailring/carp-gate, once per boot): CARP only
 once the node's services answer. On a mail node every unit waits for
 mailring-filter.service, which loads the packet filter (nftables) that keeps
-clients off the PROXY listeners. A second
+clients off the PROXY listeners, and for mailring-clock.service: chrony in step
+with the client node's clock (etc/chrony/chrony.conf says why). A second
 run with the same bundle changes nothing and says so.
 """
 import os
@@ -31,6 +32,8 @@ GATE = "{{ paths.mailring }}/carp-gate"
 GATE_UNIT = "mailring-gate.service"
 FILTER = "{{ paths.filter }}"
 FILTER_UNIT = "mailring-filter.service"
+CLOCK_UNIT = "mailring-clock.service"
+CHRONY_CONF = "/etc/chrony/chrony.conf"
 SKIP = {"apply.py"}
 # services.yaml groups -> mailring service (the lab holds backup ucarps back; here every
 # ucarp waits for the gate and backups take over later by their -r dead time)
@@ -112,9 +115,9 @@ def units(services):
                 service_lines += ["Restart=always", "RestartSec=1"]
             if service in ON_STORE and ROLE == "mail":
                 lines.append("RequiresMountsFor=" + STORE)
-            if ROLE == "mail":  # no daemon listens before the filter is in place
-                lines.append("Requires=" + FILTER_UNIT)
-                after.append(FILTER_UNIT)
+            if ROLE == "mail":  # no daemon listens before the filter is in place and the clock is set
+                lines.append("Requires=%s %s" % (FILTER_UNIT, CLOCK_UNIT))
+                after += [FILTER_UNIT, CLOCK_UNIT]
             lines.append("After=" + " ".join(after))
             out[name] = "\n".join(lines + [""] + service_lines) + "\n"
     if "carp" in groups:
@@ -131,6 +134,14 @@ def units(services):
             "PartOf=mailring.target", "DefaultDependencies=no", "Before=network-pre.target",
             "Wants=network-pre.target", "", "[Service]", "Type=oneshot", "RemainAfterExit=yes",
             "ExecStart=/usr/sbin/nft -f " + FILTER]) + "\n"
+        # chronyc waitsync: up to 120 tries a second apart, until the correction is under 50 ms
+        out[CLOCK_UNIT] = "\n".join([
+            "[Unit]", "Description=mailring: this node's clock in step with the client node's",
+            "PartOf=mailring.target", "Wants=chrony.service network-online.target",
+            "After=chrony.service network-online.target systemd-networkd.service",
+            "", "[Service]", "Type=oneshot", "RemainAfterExit=yes",
+            "ExecStart=/usr/bin/chronyc waitsync 120 0.05 0 1", "TimeoutStartSec=150",
+            "StandardOutput=append:%s/clock.log" % LOG, "StandardError=append:%s/clock.log" % LOG]) + "\n"
     for service, names in groups.items():
         out["mailring-%s.target" % service] = "\n".join([
             "[Unit]", "Description=mailring %s" % service, "Wants=" + " ".join(names),
@@ -173,6 +184,9 @@ def main():
         sh("networkctl", "reload")
         sh("networkctl", "reconfigure", "{{ paths.cluster_if }}")
     sh("systemctl", "daemon-reload")
+    if CHRONY_CONF in files:
+        sh("systemctl", "enable", "chrony.service")
+        sh("systemctl", "restart", "chrony.service")
     if ROLE == "client":
         sh("systemctl", "unmask", "nfs-kernel-server.service", "nfs-server.service")
         sh("systemctl", "enable", "--now", "nfs-server.service")

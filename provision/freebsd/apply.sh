@@ -95,6 +95,7 @@ owner_of() {
 	"$UNBOUND_DIR"/*) echo unbound ;;
 	"$CERTS_DIR"/*) echo certs ;;
 	"$PF_CONF") echo pf ;;
+	"$NTP_CONF") echo ntpd ;;
 	"$SYSLOG_DIR"/*) echo syslogd ;;
 	*) echo files ;;
 	esac

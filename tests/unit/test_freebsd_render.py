@@ -68,7 +68,9 @@ def test_no_literal_address_or_node_name_in_freebsd_sources() -> None:
     names = set(TOPO.nodes)
     for path in sources:
         text = path.read_text()
-        assert not re.search(r"\b\d+\.\d+\.\d+\.\d+\b", text), f"{path} holds an address"
+        # loopback and ntpd's LOCAL clock driver (127.127.1.0) are no topology's addresses
+        found = [a for a in re.findall(r"\b\d+\.\d+\.\d+\.\d+\b", text) if not a.startswith("127.")]
+        assert not found, f"{path} holds an address: {found}"
         for name in names:
             assert name not in text, f"{path} names node {name}"
 
@@ -304,6 +306,26 @@ def test_the_nfs_store_has_locking_and_cannot_hang_a_node(bundles: Path) -> None
         assert {"rpcbind_enable=YES", "rpc_lockd_enable=YES", "rpc_statd_enable=YES"} <= set(sysrc)
 
 
+def test_the_client_node_serves_the_clock_the_mail_nodes_follow(bundles: Path) -> None:
+    """Dovecot's maildir on NFS needs the nodes' clocks within a second of the store's server."""
+    def conf(node: str) -> list[str]:
+        text = (bundles / node / "usr/local/etc/mailring/ntp.conf").read_text()
+        return [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+
+    def sources(lines: list[str]) -> list[str]:
+        return [ln.split()[1] for ln in lines if ln.split()[0] in ("server", "pool", "peer")]
+
+    client = conf("client01")
+    assert sources(client) == ["127.127.1.0"]
+    assert [ln for ln in client if ln.startswith("restrict") and "ignore" in ln] == []
+    assert sources(conf("mail03")) == [str(TOPO.client.address)]
+    for node in ("mail03", "client01"):
+        sysrc = set((bundles / node / "usr/local/etc/mailring/rc.sysrc").read_text().splitlines())
+        assert {"ntpd_enable=YES", f"ntpd_config={paths_of('mailring')}/ntp.conf"} <= sysrc
+    mail = set((bundles / "mail03" / "usr/local/etc/mailring/rc.sysrc").read_text().splitlines())
+    assert {"ntpdate_enable=YES", f"ntpdate_hosts={TOPO.client.address}"} <= mail
+
+
 def paths_of(key: str) -> str:
     from mailring.render.engine import load_manifest
 
@@ -345,5 +367,6 @@ def test_pf_keeps_clients_off_the_proxy_ports_and_passes_carp(bundles: Path) -> 
         sysrc = (etc / "rc.sysrc").read_text().splitlines()
         assert "pf_enable=YES" in sysrc and "pf_rules=/usr/local/etc/mailring/pf.conf" in sysrc
         env = (etc / "node.env").read_text()
-        assert "SERVICES='pf dovecot" in env
+        services = re.search(r"SERVICES='([^']*)'", env).group(1).split()
+        assert services.index("pf") < services.index("dovecot"), services
     assert not (bundles / TOPO.client.name / "usr/local/etc/mailring/pf.conf").exists()

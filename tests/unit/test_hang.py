@@ -51,8 +51,8 @@ def test_debian_hangs_a_daemons_units_and_every_daemon_of_a_node() -> None:
 @pytest.mark.parametrize("node", ["mail01", "client01"])
 def test_debian_patterns_match_every_daemon_unit_and_nothing_else(node: str, tmp_path: Path) -> None:
     """Against the units the debian-vm bundle's apply.py makes: every process unit (ucarp's
-    included: a hung node's CARP hangs, as in the lab), not the gate or the packet filter (oneshots)
-    nor a target."""
+    included: a hung node's CARP hangs, as in the lab), not the gate, the packet filter or the
+    clock wait (oneshots) nor a target."""
     render(VM_TOPO, "debian-vm", tmp_path)
     root = tmp_path / node
     spec = importlib.util.spec_from_file_location("mailring_apply", root / "apply.py")
@@ -62,7 +62,7 @@ def test_debian_patterns_match_every_daemon_unit_and_nothing_else(node: str, tmp
     role = VM_TOPO.nodes[node].role
     patterns = Debian().freeze_argvs(role, None, stop=True)[0][3:]
     hung = {u for u in units if any(fnmatch.fnmatch(u, p) for p in patterns)}
-    oneshots = {apply.GATE_UNIT, apply.FILTER_UNIT}  # no process to stop
+    oneshots = {apply.GATE_UNIT, apply.FILTER_UNIT, apply.CLOCK_UNIT}  # no process to stop
     daemons = {u for u in units if u.endswith(".service") and u not in oneshots}
     assert hung == daemons and daemons
     if role == "mail":

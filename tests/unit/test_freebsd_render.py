@@ -321,7 +321,7 @@ def test_the_client_node_serves_the_clock_the_mail_nodes_follow(bundles: Path) -
     assert sources(conf("mail03")) == [str(TOPO.client.address)]
     for node in ("mail03", "client01"):
         sysrc = set((bundles / node / "usr/local/etc/mailring/rc.sysrc").read_text().splitlines())
-        assert {"ntpd_enable=YES", f"ntpd_config={paths_of('mailring')}/ntp.conf"} <= sysrc
+        assert {"ntpd_enable=YES", f"ntpd_config={paths_of('ntp_conf')}"} <= sysrc
     mail = set((bundles / "mail03" / "usr/local/etc/mailring/rc.sysrc").read_text().splitlines())
     assert {"ntpdate_enable=YES", f"ntpdate_hosts={TOPO.client.address}"} <= mail
 

@@ -23,15 +23,17 @@ import pytest
 
 from mailring import protocols
 from mailring.checks import NotYet
-from mailring.checks.client_address import haproxy_session, server_states
+from mailring.checks.client_address import SessionNotFound, haproxy_session, server_states
+from mailring.logparse import HaproxyRecord
 from mailring.polling.logs import LogCursor
 from mailring.polling.wait import eventually
 from mailring.render.context import haproxy_backend
 
 FORGED = "203.0.113.77"  # TEST-NET-3 (RFC 5737): a documentation address, never a real client
 LOGS = ("haproxy", "postfix", "dovecot", "webmail")  # every daemon's log on a mail node
-LOG_DEADLINE_S = 10.0
+LOG_DEADLINE_S = 30.0  # a bound: HAProxy logs a session when both sides have closed
 GREETING_WAIT_S = 1.0
+UP_DEADLINE_S = 30.0  # health checks every few seconds; rise and fall are in the topology
 
 
 def then(topology, service: str, host: str) -> str:
@@ -63,19 +65,28 @@ def proxy_targets(topology) -> list[dict]:
 
 
 def peers_reach_the_proxy_ports(cluster, topology) -> None:
-    """Every node's PROXY listeners answer the other mail nodes' HAProxy (check UP)."""
+    """Every node's PROXY listeners answer the other mail nodes' HAProxy (check UP).
+
+    Waited for: run first, right after ``up``, the servers are still "UP 1/2"
+    (HAProxy starts them one failed check from DOWN) until their first checks pass."""
     mail = [n.name for n in topology.mail_nodes]
     proxied = [name for name, svc in topology.services.items() if svc.daemon and svc.proxy_port]
-    down = []
-    for i, node in enumerate(mail):
-        peer = mail[(i + 1) % len(mail)]
-        states = server_states(cluster.haproxy_command(peer, "show stat"))
-        for name in proxied:
-            state = states.get((haproxy_backend(name), node))
-            if state is None or not state.up:
-                down.append(f"{peer}'s HAProxy sees {haproxy_backend(name)}/{node} as "
-                            f"{state.status if state else 'missing'}")
-    assert not down, "the PROXY listeners must answer the mail nodes first:\n" + "\n".join(down)
+
+    def all_up() -> None:
+        down = []
+        for i, node in enumerate(mail):
+            peer = mail[(i + 1) % len(mail)]
+            states = server_states(cluster.haproxy_command(peer, "show stat"))
+            for name in proxied:
+                state = states.get((haproxy_backend(name), node))
+                if state is None or not state.up:
+                    down.append(f"{peer}'s HAProxy sees {haproxy_backend(name)}/{node} as "
+                                f"{state.status if state else 'missing'}")
+        if down:
+            raise NotYet("; ".join(down))
+
+    eventually(all_up, UP_DEADLINE_S, "the PROXY listeners answering the other mail nodes' HAProxy",
+               poll_s=0.2)
 
 
 def wait_logged(cluster, topology, cursor: LogCursor, target: dict, result: dict) -> None:
@@ -83,8 +94,21 @@ def wait_logged(cluster, topology, cursor: LogCursor, target: dict, result: dict
     both with client01's real address (the attempt really reached them)."""
     me, port = str(topology.client.address), result["local_port"]
     holder = topology.expected_owner(target["vip"])
-    hop = eventually(lambda: haproxy_session(cursor.records(holder, "haproxy"), me, port),
-                     LOG_DEADLINE_S, f"HAProxy on {holder} logging {target['name']} from port {port}")
+
+    def session() -> HaproxyRecord:
+        """The holder's line, or another node's should the VIP have been elsewhere: the
+        claim here is that the attempt reached an HAProxy, whichever took it."""
+        looked = []
+        for node in [holder] + [n.name for n in topology.mail_nodes if n.name != holder]:
+            try:
+                return haproxy_session(cursor.records(node, "haproxy"), me, port)
+            except SessionNotFound as exc:
+                looked.append(f"{node}: {exc}")
+        raise SessionNotFound("; ".join(looked))
+
+    hop = eventually(session, LOG_DEADLINE_S,
+                     f"an HAProxy (the VIP's holder is {holder}) logging {target['name']} from port "
+                     f"{port} (the probe saw {result})")
     svc = topology.services[target["service"]]
     daemon = svc.daemon or topology.services[svc.backend].daemon
     if svc.tls or daemon not in ("postfix", "dovecot") or hop.server not in topology.nodes:
@@ -95,7 +119,8 @@ def wait_logged(cluster, topology, cursor: LogCursor, target: dict, result: dict
         if mark not in cluster.log_text(hop.server, daemon)[cursor.marks[(hop.server, daemon)]:]:
             raise NotYet(f"no {daemon} line with {mark!r} on {hop.server} yet")
 
-    eventually(logged, LOG_DEADLINE_S, f"{daemon} on {hop.server} logging {target['name']}")
+    eventually(logged, LOG_DEADLINE_S, f"{daemon} on {hop.server} logging {target['name']} "
+               f"(the probe saw {result})")
 
 
 def test_a_forged_proxy_header_is_refused_and_never_logged(cluster, client, topology):

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from mailring.checks import NotYet
+from mailring.checks import CheckError, NotYet
 from mailring.checks.mailflow import ACCEPTED, Attempt, Verdict, judge
 from mailring.client import ProbeError, parse_stream
 from mailring.polling.wait import eventually
@@ -141,21 +141,32 @@ def wait_drained(cluster: Cluster, deadline_s: float = DRAIN_S) -> dict[tuple[st
     """Wait until every running mail node's queue is empty; return what is left on timeout
     ((node, queue id) -> "<node> <queue> <first delay reason>"), {} once drained."""
     left: dict[tuple[str, str], str] = {}
+    unread: dict[str, str] = {}  # node -> why its queue could not be read
 
     def drained() -> None:
         left.clear()
+        unread.clear()
         for node in running_mail_nodes(cluster)[0]:
-            for entry in queue_entries(cluster, node):
+            try:
+                entries = queue_entries(cluster, node)
+            except RuntimeError as exc:  # a Postfix a heal has just started has no showq yet
+                unread[node] = str(exc)
+                continue
+            for entry in entries:
                 reason = next((r.get("delay_reason") for r in entry.get("recipients", [])
                                if r.get("delay_reason")), "")
                 left[(node, entry["queue_id"])] = f"{node} {entry.get('queue_name')} {reason}".strip()
-        if left:
+        if left or unread:
             shown = "; ".join(f"{q} on {w}" for (_, q), w in list(left.items())[:4])
-            raise NotYet(f"{len(left)} messages queued: {shown}")
+            raise NotYet("; ".join([f"{len(left)} messages queued: {shown}"] * bool(left)
+                                   + [f"queue unreadable: {why}" for why in unread.values()]))
 
     try:
         eventually(drained, deadline_s, "every running node's Postfix queue empty", poll_s=0.2)
     except AssertionError:
+        if unread:  # what such a node holds is unknown: neither drained nor queued
+            raise CheckError(f"the Postfix queue of {', '.join(sorted(unread))} could not be read for "
+                             f"{deadline_s:g} s: {'; '.join(unread.values())}") from None
         return dict(left)
     return {}
 

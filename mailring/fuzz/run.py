@@ -66,7 +66,7 @@ def fuzz(cluster: Cluster, folder: RunFolder, options: Options, progress: Progre
         except InvariantBroken:
             pass  # recorded in run.failures; the shortest one is written below
         except HypothesisException as exc:  # a flaky replay, everything rejected, ...
-            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            error = _describe(exc)
     except BaseException as exc:
         stopped = exc
         raise
@@ -85,6 +85,17 @@ def fuzz(cluster: Cluster, folder: RunFolder, options: Options, progress: Progre
             if stopped is not None:
                 _write(run, folder, None, f"the run stopped: {type(stopped).__name__}: {stopped}", replay)
     return _write(run, folder, run.shortest(), error, replay)
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def _describe(exc: BaseException) -> str:
+    """The exception's first line and, for a group (Hypothesis's FlakyFailure), what it holds:
+    the error the first run raised, which the replay did not."""
+    inner = [_first_line(e) for e in getattr(exc, "exceptions", ())]
+    return _first_line(exc) + (f" [{'; '.join(inner)}]" if inner else "")
 
 
 def _write(run: Fuzz, folder: RunFolder, failure: Failure | None, error: str | None,

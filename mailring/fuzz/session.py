@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from mailring import faults
 from mailring.checks import CheckError
 from mailring.checks.holders import Handover, handovers
-from mailring.client import Client
+from mailring.client import Client, ProbeError
 from mailring.fuzz.check import StepVerdict, check_step
 from mailring.fuzz.moves import FaultState, Move
 from mailring.fuzz.spec import Failure, Options
@@ -128,14 +128,22 @@ class Fuzz:
         problem = None
         if writer is not None and attempts is not None and judge_mail:
             self.progress.status(f"sequence {sequence}: mail: waiting for every queue to drain")
-            verdict = check_flow(self.cluster, self.client, attempts, writer.prefix)
-            self.mail_checked += 1
-            figures = verdict.counts()
-            self.progress.note(f"  #{sequence} mail: {figures}")
-            if verdict.accepted() == 0:
-                problem = "no_mail_lost", "the writer got no message accepted: nothing was checked", figures
-            elif not verdict.valid:
-                problem = "no_mail_lost", "; ".join(verdict.explain().splitlines()[:3]), figures
+            try:
+                verdict = check_flow(self.cluster, self.client, attempts, writer.prefix)
+            except (CheckError, ProbeError) as exc:
+                # the mail could not be judged (a queue or the mailboxes unreadable): the sequence's
+                # failure, recorded like any other so the run names it, and the cluster restored below
+                problem = "no_mail_lost", f"the mail could not be judged: {exc}", {}
+                self.progress.note(f"  #{sequence} mail: {problem[1]}")
+            else:
+                self.mail_checked += 1
+                figures = verdict.counts()
+                self.progress.note(f"  #{sequence} mail: {figures}")
+                if verdict.accepted() == 0:
+                    problem = ("no_mail_lost", "the writer got no message accepted: nothing was checked",
+                               figures)
+                elif not verdict.valid:
+                    problem = "no_mail_lost", "; ".join(verdict.explain().splitlines()[:3]), figures
         self.restore("end of sequence")
         return problem
 

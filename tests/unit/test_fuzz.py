@@ -278,3 +278,35 @@ def test_ctrl_c_mid_sequence_heals_everything_and_leaves_an_unknown_verdict(tmp_
         ("heal", "boot"))
     verdict = json.loads((folder.path / "verdict.json").read_text())
     assert verdict["valid"] == "unknown" and "KeyboardInterrupt" in verdict["results"][-1]["message"]
+
+
+def test_mail_that_cannot_be_judged_is_the_sequences_failure_not_a_flaky_replay(tmp_path,
+                                                                                monkeypatch) -> None:
+    """A check_flow that raises (a Postfix a heal has just started, its queue unreadable for the
+    whole drain time) is recorded as the sequence's no_mail_lost failure and written, and the cluster
+    is still restored: Hypothesis's replay, which skips known-good steps, must not call it flaky."""
+    import mailring.fuzz.session
+    from mailring.checks import CheckError
+
+    class Writer:
+        prefix = "fuzz-test"
+
+        def __init__(self, *args, **kwargs) -> None: ...
+
+        def stop(self) -> list:
+            return []
+
+    def unreadable(*args, **kwargs):
+        raise CheckError("the Postfix queue of mail02 could not be read for 60 s: postqueue -j on mail02")
+
+    monkeypatch.setattr(mailring.fuzz.session, "FlowWriter", Writer)
+    monkeypatch.setattr(mailring.fuzz.session, "check_flow", unreadable)
+    cluster = SimCluster(RING)
+    folder = RunFolder.create("fuzz", root=tmp_path / "runs")
+    options = Options(mail=True, kinds=("crash", "isolate", "stop"), steps=2, seed=3, budget_s=60)
+    verdict = fuzz(cluster, folder, options, Progress(plain=True))
+    final = verdict["results"][-1]
+    assert verdict["valid"] is False and final["check"] == "fuzz", verdict["results"]
+    assert final["figures"]["check"] == "no_mail_lost"
+    assert "the mail could not be judged: the Postfix queue of mail02 could not be read" in final["message"]
+    assert cluster.out == {}  # healed and restored

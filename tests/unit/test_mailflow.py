@@ -97,3 +97,45 @@ def test_writer_lines_become_attempts_with_the_answering_node() -> None:
     assert len(parse_attempts(topo, "client01", text + '{"seq": 2', partial=True)) == 2  # a half line waits
     with pytest.raises(ProbeError, match="without its done line"):
         parse_attempts(topo, "client01", text)
+
+
+class QueueReads:
+    """A cluster stand-in for wait_drained: ``postqueue -j`` fails on mail02 for the first
+    ``failures`` reads (its Postfix just started by a heal), every queue empty otherwise."""
+
+    def __init__(self, failures: int) -> None:
+        from types import SimpleNamespace
+
+        from mailring.topology import DEFAULT_TOPOLOGY, load
+        self.topology = load(DEFAULT_TOPOLOGY)
+        self.failures = failures
+        self.reads = 0
+        up = SimpleNamespace(state="up")
+        self._status = SimpleNamespace(nodes={n: up for n in self.topology.nodes})
+
+    def status(self):
+        return self._status
+
+    def run(self, node: str, argv: list[str], timeout: float = 60.0):
+        from types import SimpleNamespace
+        assert argv == ["postqueue", "-j"]
+        if node == "mail02":
+            self.reads += 1
+            if self.reads <= self.failures:
+                return SimpleNamespace(ok=False, stdout="", stderr="postqueue: fatal: mail system is down")
+        return SimpleNamespace(ok=True, stdout="", stderr="")
+
+
+def test_a_queue_unreadable_while_postfix_starts_is_waited_for() -> None:
+    from mailring.mailflow import wait_drained
+    cluster = QueueReads(failures=3)
+    assert wait_drained(cluster, deadline_s=10) == {}
+    assert cluster.reads == 4
+
+
+def test_a_queue_that_stays_unreadable_is_an_error_naming_the_node() -> None:
+    from mailring.checks import CheckError
+    from mailring.mailflow import wait_drained
+    with pytest.raises(CheckError, match=r"the Postfix queue of mail02 could not be read for 0.5 s: "
+                                         r"postqueue -j on mail02"):
+        wait_drained(QueueReads(failures=10**6), deadline_s=0.5)

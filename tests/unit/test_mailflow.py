@@ -117,13 +117,13 @@ class QueueReads:
         return self._status
 
     def run(self, node: str, argv: list[str], timeout: float = 60.0):
-        from types import SimpleNamespace
+        from mailring.cluster import Result
         assert argv == ["postqueue", "-j"]
         if node == "mail02":
             self.reads += 1
             if self.reads <= self.failures:
-                return SimpleNamespace(ok=False, stdout="", stderr="postqueue: fatal: mail system is down")
-        return SimpleNamespace(ok=True, stdout="", stderr="")
+                return Result(argv, 69, "", "postqueue: fatal: mail system is down")
+        return Result(argv, 0, "", "")
 
 
 def test_a_queue_unreadable_while_postfix_starts_is_waited_for() -> None:

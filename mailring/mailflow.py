@@ -156,10 +156,12 @@ def wait_drained(cluster: Cluster, deadline_s: float = DRAIN_S) -> dict[tuple[st
                 reason = next((r.get("delay_reason") for r in entry.get("recipients", [])
                                if r.get("delay_reason")), "")
                 left[(node, entry["queue_id"])] = f"{node} {entry.get('queue_name')} {reason}".strip()
-        if left or unread:
+        seen = [f"queue unreadable: {why}" for why in unread.values()]
+        if left:
             shown = "; ".join(f"{q} on {w}" for (_, q), w in list(left.items())[:4])
-            raise NotYet("; ".join([f"{len(left)} messages queued: {shown}"] * bool(left)
-                                   + [f"queue unreadable: {why}" for why in unread.values()]))
+            seen.insert(0, f"{len(left)} messages queued: {shown}")
+        if seen:
+            raise NotYet("; ".join(seen))
 
     try:
         eventually(drained, deadline_s, "every running node's Postfix queue empty", poll_s=0.2)

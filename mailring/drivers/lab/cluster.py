@@ -138,7 +138,8 @@ class LabCluster(Cluster):
 
         def start(name: str, _bundle: Path) -> None:  # each node boots as soon as it is rendered
             node = self.topology.nodes[name]
-            netns.make_node(names.lan, names.netns(name), names.port(name), str(node.address), prefix)
+            netns.make_node(names.lan, names.netns(name), names.port(name), str(node.address), prefix,
+                            self._peers(name))
             rules = names.bundles / name / self.filter_rules
             if rules.exists():  # mail nodes: before any daemon listens
                 netns.load_filter(names.netns(name), str(rules))
@@ -150,6 +151,10 @@ class LabCluster(Cluster):
         render(self.topology, "debian", names.bundles, carp_speaker=speaker.name, on_node=start)
         if speaker.name == "ucarp":
             self._start_backups_after_owners()
+
+    def _peers(self, node: str) -> list[str]:
+        """The other nodes' own addresses: permanent neighbours of ``node`` (see netns)."""
+        return [str(n.address) for name, n in self.topology.nodes.items() if name != node]
 
     def _start_backups_after_owners(self) -> None:
         """Start the backup ucarps once every VIP is held by its owner.
@@ -287,7 +292,7 @@ class LabCluster(Cluster):
         self.check_node(node)
         if procs.netns_pids(self.names.netns(node)):
             raise InputError(f"{node} is running; crash it before booting it")
-        netns.link(self.names.netns(node), up=True)
+        netns.link(self.names.netns(node), up=True, peers=self._peers(node))
         carp = ("carp", "carp-backup") if self.topology.nodes[node].role == "mail" else ()
         self._start_init(node, hold=carp)
         self.record_fault(node, None)

@@ -4,10 +4,21 @@ The host's own namespace gets no interface on the lab network: the bridge
 lives in ``mr-<lab>-lan`` and each node's veth is created there, its other
 end moved straight into the node's namespace as ``eth0``. Nodes have no
 default route, so nothing can leave the machine.
+
+Every node knows every other node's own address as a permanent neighbour
+entry (its eth0 has a MAC derived from its address). The lab's namespaces share
+one kernel, and Linux keeps one ARP table for all of them: past
+``net.ipv4.neigh.default.gc_thresh3`` (1024) learned entries in all namespaces
+together it refuses new ones ("neighbor table overflow") and drops the packets
+that needed them, CARP's multicast adverts among them. On a ring of 50 every
+HAProxy checks 50 servers, 2,550 entries; each real server has a table of its
+own. Permanent entries do not count against the limit. The VIPs move, so
+their entries stay learned from ARP, as the client's tests need.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 from collections.abc import Iterable
@@ -63,16 +74,34 @@ def make_lan(ns: str) -> None:
     ip("-n", ns, "link", "set", BRIDGE, "up")
 
 
-def make_node(lan: str, ns: str, port: str, address: str, prefixlen: int) -> None:
-    """A node namespace with eth0 on the bridge, its address, and multicast for CARP."""
+def mac_of(address: str) -> str:
+    """A node's eth0 MAC: locally administered, its IPv4 address in the last four bytes."""
+    return "02:6d:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
+
+
+def make_node(lan: str, ns: str, port: str, address: str, prefixlen: int, peers: Iterable[str]) -> None:
+    """A node namespace with eth0 on the bridge, its address, multicast for CARP, and the
+    other nodes' own addresses (``peers``) as permanent neighbours."""
     ip("netns", "add", ns)
-    ip("-n", lan, "link", "add", port, "type", "veth", "peer", "name", NODE_IF, "netns", ns)
+    ip("-n", lan, "link", "add", port, "type", "veth", "peer", "name", NODE_IF, "address",
+       mac_of(address), "netns", ns)
     ip("-n", lan, "link", "set", port, "master", BRIDGE, "up")
-    ip("-n", ns, "link", "set", "lo", "up")
-    ip("-n", ns, "addr", "add", f"{address}/{prefixlen}", "dev", NODE_IF)
-    ip("-n", ns, "link", "set", NODE_IF, "up")
-    ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", NODE_IF)
+    batch(ns, ["link set lo up", f"addr add {address}/{prefixlen} dev {NODE_IF}",
+               f"link set {NODE_IF} up", f"route add 224.0.0.0/4 dev {NODE_IF}",
+               *neighbour_lines(peers)])
     sysctl(ns, "net.ipv4.ip_nonlocal_bind", "1")
+
+
+def neighbour_lines(peers: Iterable[str]) -> list[str]:
+    return [f"neigh replace {a} lladdr {mac_of(a)} nud permanent dev {NODE_IF}" for a in peers]
+
+
+def batch(ns: str, lines: list[str]) -> None:
+    """Run ``ip`` commands in a namespace with one process (``ip -batch``)."""
+    res = subprocess.run(["ip", "-n", ns, "-batch", "-"], input="\n".join(lines) + "\n",
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"ip -n {ns} -batch: {res.stderr.strip()}")
 
 
 def load_filter(ns: str, rules: str) -> None:
@@ -97,11 +126,14 @@ def sysctl(ns: str, key: str, value: str) -> None:
     subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", f"echo {value} > {path}"], check=True)
 
 
-def link(ns: str, up: bool) -> None:
-    """Plug or unplug a node's cable (its eth0 in the node's namespace)."""
-    ip("-n", ns, "link", "set", NODE_IF, "up" if up else "down")
-    if up:
-        ip("-n", ns, "route", "replace", "224.0.0.0/4", "dev", NODE_IF)
+def link(ns: str, up: bool, peers: Iterable[str] = ()) -> None:
+    """Plug or unplug a node's cable (its eth0 in the node's namespace). Unplugging drops
+    its routes and neighbours, permanent ones too; plugging it in puts them back."""
+    if not up:
+        ip("-n", ns, "link", "set", NODE_IF, "down")
+        return
+    batch(ns, [f"link set {NODE_IF} up", f"route replace 224.0.0.0/4 dev {NODE_IF}",
+               *neighbour_lines(peers)])
 
 
 def bridge_port(lan: str, port: str, forwarding: bool) -> None:

@@ -112,9 +112,22 @@ def mailring(*argv: str, **kw) -> subprocess.Popen:
                             start_new_session=True, preexec_fn=sigint_default, **kw)
 
 
-def victim_name(cluster, tag: str) -> str:
-    """A lab name of its own for each run (README: up to 24 characters)."""
-    return f"{cluster.lab[:12]}-{tag}{uuid.uuid4().hex[:4]}"
+@pytest.fixture
+def victim(bystander):
+    """Names a lab of its own for each run (README: up to 24 characters); at teardown a lab
+    so named that is still there (a failed test: the signal came too late, or missed) is
+    taken down by name, so a failure leaves nothing behind either."""
+    named: list[str] = []
+
+    def name(tag: str) -> str:
+        named.append(f"{bystander.lab[:12]}-{tag}{uuid.uuid4().hex[:4]}")
+        return named[-1]
+
+    yield name
+    for lab in named:
+        if namespaces(lab) or (BUILD / lab).exists():
+            subprocess.run([sys.executable, "-m", "mailring.cli.main", "down", "--lab", lab],
+                           cwd=REPO, capture_output=True, timeout=180)
 
 
 class Moment:
@@ -195,8 +208,8 @@ CAUGHT = [("early", signal.SIGTERM), ("mid", signal.SIGINT), ("late", signal.SIG
 
 
 @pytest.mark.parametrize("moment,sig", CAUGHT, ids=[f"{m}-{s.name}" for m, s in CAUGHT])
-def test_a_signal_during_up_tears_the_lab_down(bystander, topology, moment, sig):
-    lab = victim_name(bystander, moment[0])
+def test_a_signal_during_up_tears_the_lab_down(victim, topology, moment, sig):
+    lab = victim(moment[0])
     proc = mailring("up", "--lab", lab, "--topology", topology.path)
     seen = stop_at(proc, Moment(moment, topology, lab), sig)
     out, err = proc.communicate(timeout=120)
@@ -210,8 +223,8 @@ KILLED = [("early", "down"), ("mid", "up"), ("late", "down")]
 
 @pytest.mark.parametrize("moment,cleaner", KILLED, ids=[f"{m}-then-{c}" for m, c in KILLED])
 def test_after_sigkill_during_up_the_next_up_or_down_removes_what_it_left(
-        bystander, topology, moment, cleaner):
-    lab = victim_name(bystander, moment[0])
+        victim, topology, moment, cleaner):
+    lab = victim(moment[0])
     proc = mailring("up", "--lab", lab, "--topology", topology.path)
     seen = stop_at(proc, Moment(moment, topology, lab), signal.SIGKILL)
     proc.communicate(timeout=30)
@@ -228,8 +241,8 @@ def test_after_sigkill_during_up_the_next_up_or_down_removes_what_it_left(
     _no_leftovers(lab, seen, f"after SIGKILL at the {moment} of `up` and a `{cleaner}`")
 
 
-def test_sigterm_during_a_scenario_heals_and_takes_its_lab_down(bystander, tmp_path):
-    lab = victim_name(bystander, "s")
+def test_sigterm_during_a_scenario_heals_and_takes_its_lab_down(bystander, victim, tmp_path):
+    lab = victim("s")
     scenario = REPO / "fixtures" / "scenarios" / "single-crash.yaml"
     proc = mailring("scenario", "--lab", lab, str(scenario),
                     env={**os.environ, "MAILRING_RUNS": str(tmp_path)})

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run mailring's tests with the venv that scripts/setup.sh made.
 #   scripts/test.sh unit   the project's own tests: no root, no cluster
-#   scripts/test.sh lab    the cluster suite on the lab driver (needs root)
+#   scripts/test.sh lab    the cluster suite on the lab driver (needs root), in
+#                          MAILRING_WORKERS (default 2) pytest-xdist workers, a lab each
 #   scripts/test.sh all    unit, lint, then the lab suite (CI runs it, then vagrant-smoke)
 #   scripts/test.sh vagrant-smoke
 #                          a subset of the suite on Debian VMs (libvirt, QEMU), with
@@ -16,9 +17,12 @@ shift || true
 py="${MAILRING_PY:-.venv/bin}"  # tox sets its own env's bin
 mkdir -p runs
 junit() { echo "--junitxml=runs/junit-$1.xml"; }
+# the lab suite mostly waits on protocol timers: two labs side by side take a little
+# over half the time of one on two cores; more workers only add bring-up load
+workers="-n ${MAILRING_WORKERS:-2}"
 case "$what" in
   unit) exec "$py/pytest" tests/unit "$(junit unit)" "$@" ;;
-  lab)  exec "$py/pytest" tests/cluster --driver lab "$(junit lab)" "$@" ;;
+  lab)  exec "$py/pytest" tests/cluster --driver lab $workers "$(junit lab)" "$@" ;;
   lint) exec "$py/ruff" check mailring tests conftest.py ;;
   vagrant-smoke)
     t0=$(date +%s)
@@ -39,7 +43,7 @@ case "$what" in
   all)
     "$py/ruff" check mailring tests conftest.py
     "$py/pytest" tests/unit "$(junit unit)" "$@"
-    exec "$py/pytest" tests/cluster --driver lab "$(junit lab)" "$@"
+    exec "$py/pytest" tests/cluster --driver lab $workers "$(junit lab)" "$@"
     ;;
   *) echo "usage: scripts/test.sh unit|lab|lint|all|vagrant-smoke [pytest args]" >&2; exit 2 ;;
 esac

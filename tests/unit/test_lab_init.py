@@ -1,34 +1,35 @@
-"""The lab node init's start order: options, the listening ports it reads, HAProxy after its daemons.
+"""The lab node init's start order: options, the listening ports the kernel names, HAProxy last.
 
 ``start_after_listening`` is run against a real Supervisor whose service is a
-harmless process and against /proc/net/tcp text, so no node, root or daemon is
-needed; the lab suite runs the real order on every node.
+harmless process and against a stand-in for the kernel's list of listening ports, so no
+node, root or daemon is needed; the lab suite runs the real order on every node. The
+kernel's list itself is read in this process's own namespace.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import pytest
 
 from mailring.drivers.lab import init, quickstart
-
-# /proc/net/tcp lines: 0A is LISTEN, 01 ESTABLISHED (0x2739 = 10041, 0x0019 = 25, 0x272A = 10026)
-TCP = """\
-  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0B38A8C0:2739 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1
-   1: 0100007F:0019 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2
-   2: 0B38A8C0:272A 6438A8C0:C350 01 00000000:00000000 00:00000000 00000000     0        0 3
-"""
-TCP6 = """\
-  sl  local_address                         remote_address                        st tx_queue
-   0: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000
-"""
+from mailring.drivers.lab.listening import listening_tcp_ports
 
 
-def test_listening_ports_are_the_listen_rows_of_tcp_and_tcp6_only() -> None:
-    assert init.listening_ports({"tcp": TCP, "tcp6": TCP6}) == {10041, 25, 80}
-    assert init.listening_ports({}) == set()
+def test_the_kernel_names_a_listening_port_and_not_a_bound_or_connected_one() -> None:
+    """sock_diag in this process's own namespace: no root, no node."""
+    with socket.socket() as srv, socket.socket() as bound, socket.socket(socket.AF_INET6) as srv6:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        bound.bind(("127.0.0.1", 0))  # bound, never listening
+        srv6.bind(("::1", 0))
+        srv6.listen()
+        with socket.create_connection(srv.getsockname()) as conn:
+            ports = listening_tcp_ports()
+            assert srv.getsockname()[1] in ports and srv6.getsockname()[1] in ports
+            assert bound.getsockname()[1] not in ports
+            assert conn.getsockname()[1] not in ports
 
 
 def test_options_hold_and_after_listening() -> None:
@@ -54,16 +55,16 @@ class Recorder(init.Supervisor):
 
 
 def test_haproxy_starts_only_once_every_port_listens() -> None:
-    sup, tables = Recorder(), {"tcp": ""}
+    sup, listening = Recorder(), {80}
     looks = []
 
-    def read() -> dict[str, str]:
+    def read() -> set[int]:
         looks.append(sup.started[:])
         if len(looks) == 3:  # the daemons come up while the init is waiting
-            tables["tcp"] = TCP
-        return dict(tables)
+            listening.update({25, 10041})
+        return set(listening)
 
-    assert init.start_after_listening(sup, "haproxy", {25, 10041}, deadline_s=10, tables=read)
+    assert init.start_after_listening(sup, "haproxy", {25, 10041}, deadline_s=10, listening_now=read)
     assert sup.started == ["haproxy"]
     assert looks[:3] == [[], [], []]  # not started while a port was missing
 
@@ -71,12 +72,12 @@ def test_haproxy_starts_only_once_every_port_listens() -> None:
 def test_a_port_that_never_listens_starts_it_at_the_deadline_and_a_stop_wins() -> None:
     sup = Recorder()
     assert not init.start_after_listening(sup, "haproxy", {25, 9999}, deadline_s=0.1,
-                                          tables=lambda: {"tcp": TCP})
+                                          listening_now=lambda: {25, 10041})
     assert sup.started == ["haproxy"]
     stopped = init.Supervisor({"haproxy": [["haproxy"]]})  # the real one: it would spawn
     stopped.stopped.add("haproxy")  # `mailring stop <node> haproxy` while it waited
     t = threading.Thread(target=init.start_after_listening,
-                         args=(stopped, "haproxy", {25}, 5, lambda: {"tcp": TCP}))
+                         args=(stopped, "haproxy", {25}, 5, lambda: {25}))
     t.start()
     t.join(5)
     assert not t.is_alive() and stopped.procs == {}

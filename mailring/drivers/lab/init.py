@@ -32,13 +32,13 @@ from pathlib import Path
 import yaml
 
 from mailring.drivers.lab import quickstart
+from mailring.drivers.lab.listening import listening_tcp_ports
 
 STOP_GRACE_S = 5.0
 # how long a service started --after-listening waits for its ports; then it starts anyway (the
 # lab's readiness wait names what does not answer)
 AFTER_LISTENING_S = 30.0
 LISTEN_POLL_S = 0.02
-TCP_LISTEN = "0A"  # the st column of /proc/net/tcp
 
 
 def sh(*argv: str) -> None:
@@ -149,37 +149,15 @@ class Supervisor:
             return out
 
 
-def listening_ports(tables: dict[str, str]) -> set[int]:
-    """The TCP ports in LISTEN state in /proc/net/tcp-format ``tables`` (path -> text)."""
-    ports = set()
-    for text in tables.values():
-        for line in text.splitlines()[1:]:
-            fields = line.split()
-            if len(fields) > 3 and fields[3] == TCP_LISTEN:
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
-def _tcp_tables() -> dict[str, str]:
-    """/proc/net/tcp and tcp6 of this network namespace (the node's)."""
-    out = {}
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            out[path] = Path(path).read_text()
-        except OSError:
-            pass
-    return out
-
-
 def start_after_listening(sup: Supervisor, name: str, ports: set[int],
                           deadline_s: float = AFTER_LISTENING_S,
-                          tables: Callable[[], dict[str, str]] = _tcp_tables) -> bool:
+                          listening_now: Callable[[], set[int]] = listening_tcp_ports) -> bool:
     """Start ``name`` once something listens on every one of ``ports`` (HAProxy after the
     daemons it checks: a check of a daemon that is not listening yet marks its server DOWN,
     and it comes back only after ``rise`` checks, ``inter`` apart), or once ``deadline_s`` has
     passed. A stop asked for meanwhile wins. True if the ports were all listening."""
     deadline = time.monotonic() + deadline_s
-    while not (listening := ports <= listening_ports(tables())) and time.monotonic() < deadline:
+    while not (listening := ports <= listening_now()) and time.monotonic() < deadline:
         time.sleep(LISTEN_POLL_S)
     sup.start(name, unless_stopped=True)
     return listening

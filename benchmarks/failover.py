@@ -94,9 +94,11 @@ def bench(speaker: str, crashes: int, lab: str) -> Figures:
         client = Client(cluster)
         for i in range(crashes):
             node = mail[i % len(mail)]
+            before = len(figures.failbacks_ms)
             crash_cycle(cluster, client, node, figures)
             print(f"  {speaker:10s} crash {i + 1:2d}/{crashes} {node}: ratios "
                   + " ".join(f"{r:.2f}" for r in figures.ratios[-len(topo.vips_owned_by(node)):])
+                  + f"  failback max {max(figures.failbacks_ms[before:], default=0):.0f} ms"
                   + f"  cycle {figures.cycles_s[-1]:.1f} s", flush=True)
     finally:
         cluster.down()
@@ -110,7 +112,8 @@ def report(f: Figures, topo) -> None:
           f"median {statistics.median(f.ratios):.3f}, p90 {p90(f.ratios):.3f}, max {max(f.ratios):.3f}; "
           f"{f.within}/{n} within bound + margin ({margin:.2f} s)")
     print(f"{f.speaker:10s} failback outage over {len(f.failbacks_ms)} service x VIP samples: "
-          f"median {statistics.median(f.failbacks_ms):.0f} ms, max {max(f.failbacks_ms):.0f} ms; "
+          f"median {statistics.median(f.failbacks_ms):.0f} ms, max {max(f.failbacks_ms):.0f} ms, "
+          f"{sum(1 for x in f.failbacks_ms if x == 0)} at 0 ms; "
           f"crash cycle median {statistics.median(f.cycles_s):.1f} s")
 
 

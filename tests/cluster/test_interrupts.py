@@ -147,12 +147,15 @@ class Moment:
             return bool(made)
         if len(made) < len(self.nodes):
             return False
+        if self.name == "mid":  # an init binds its control socket first thing: a file to look
+            # for, not a status() that on a loaded machine can outlast the rest of `up`
+            inits = [n for n in self.view.topology.nodes if self.view.names.control(n).exists()]
+            self.last += f", node inits started: {inits}"
+            return bool(inits)
         st = self.view.status()
         running = [n for n, s in st.nodes.items() if s.state == "up"]
         held = sorted(v for v, h in st.holders.items() if h)
         self.last += f", nodes running: {running}, VIPs held: {held}"
-        if self.name == "mid":
-            return bool(running)
         return bool(held)  # late: CARP has elected, `up` still waits for the services
 
 

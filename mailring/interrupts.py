@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -35,6 +35,9 @@ class Terminated(KeyboardInterrupt):
 
 _held: list[int] = []  # signals that arrived while shielded, raised when the outermost shield ends
 _depth = [0]
+# called with the signal number before it is raised (not while shielded): a pytest-xdist
+# controller passes SIGTERM on to its workers here (mailring.pytest_plugin)
+BEFORE_RAISE: list[Callable[[int], None]] = []
 
 
 def _exception(signum: int) -> KeyboardInterrupt:
@@ -45,6 +48,8 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     if _depth[0] > 0:
         _held.append(signum)
         return
+    for hook in BEFORE_RAISE:
+        hook(signum)
     raise _exception(signum)
 
 

@@ -9,6 +9,7 @@ view) and, for destructive tests, ``nemesis`` (faults healed at teardown).
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,32 @@ def pytest_configure(config: pytest.Config) -> None:
     from mailring import interrupts
 
     interrupts.install()  # SIGTERM, like Ctrl-C, ends the session through every fixture's teardown
+    if os.environ.get("PYTEST_XDIST_WORKER") is None and config.getoption("numprocesses", None):
+        interrupts.BEFORE_RAISE.append(pass_sigterm_to_workers)
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
         # one run folder per session: xdist workers, started after this, inherit the stamp
         stamp_run()
     config.pluginmanager.register(ResultRecorder(config), "mailring-results")
+
+
+def pass_sigterm_to_workers(signum: int) -> None:
+    """An xdist controller's SIGTERM (a CI time-out, a ``kill``) goes on to its workers at once, so
+    each heals its faults and takes its labs down; otherwise they learn of it only when the
+    controller shuts them down, and are killed if their teardown outlasts its wait. Ctrl-C
+    already reaches every process of the terminal's group."""
+    if signum != signal.SIGTERM:
+        return
+    me = str(os.getpid())
+    for entry in os.scandir("/proc"):
+        try:
+            stat = Path(entry.path, "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        if stat and stat[stat.rindex(")") + 2:].split()[1] == me:  # a child: an xdist worker
+            try:
+                os.kill(int(entry.name), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
 
 def pytest_collect_file(file_path, parent: pytest.Collector) -> pytest.Collector | None:

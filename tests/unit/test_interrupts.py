@@ -64,3 +64,27 @@ def test_the_cli_turns_sigterm_into_an_interrupt_with_status_143(tmp_path):
     assert res.returncode == 143, res.stderr
     assert res.stdout == "finally ran\n"
     assert res.stderr == "mailring: interrupted (SIGTERM)\n"
+
+
+def test_an_xdist_controller_passes_sigterm_not_sigint_on_to_its_children():
+    """A worker (here: a child that exits 7 on SIGTERM) hears the controller's SIGTERM at once."""
+    import signal
+
+    from mailring.pytest_plugin import pass_sigterm_to_workers
+
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import signal, sys, time
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))
+        print("ready", flush=True)
+        time.sleep(30)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        pass_sigterm_to_workers(signal.SIGINT)  # Ctrl-C reaches the workers by itself
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=0.5)
+        pass_sigterm_to_workers(signal.SIGTERM)
+        assert child.wait(timeout=10) == 7
+    finally:
+        child.kill()
+        child.wait()

@@ -65,11 +65,11 @@ def pytest_configure(config: pytest.Config) -> None:
     from mailring import interrupts
 
     interrupts.install()  # SIGTERM, like Ctrl-C, ends the session through every fixture's teardown
-    if os.environ.get("PYTEST_XDIST_WORKER") is None and config.getoption("numprocesses", None):
-        interrupts.BEFORE_RAISE.append(pass_sigterm_to_workers)
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
         # one run folder per session: xdist workers, started after this, inherit the stamp
         stamp_run()
+        if config.getoption("numprocesses", None):
+            interrupts.BEFORE_RAISE.append(pass_sigterm_to_workers)
     config.pluginmanager.register(ResultRecorder(config), "mailring-results")
 
 

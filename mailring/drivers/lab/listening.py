@@ -47,6 +47,8 @@ def _read_dump(sock: socket.socket) -> set[int]:
         at = 0
         while at + NLMSGHDR.size <= len(data):
             length, kind, _, _, _ = NLMSGHDR.unpack_from(data, at)
+            if length < NLMSGHDR.size or at + length > len(data):
+                raise OSError(f"sock_diag: a message of {length} bytes at {at} of {len(data)}")
             if kind == NLMSG_DONE:
                 return ports
             if kind == NLMSG_ERROR:
@@ -54,6 +56,4 @@ def _read_dump(sock: socket.socket) -> set[int]:
                 raise OSError(err, f"sock_diag: {os.strerror(err)}")
             if kind == SOCK_DIAG_BY_FAMILY:
                 ports.add(struct.unpack_from("!H", data, at + NLMSGHDR.size + SPORT_AT)[0])
-            if length < NLMSGHDR.size:
-                raise OSError(f"sock_diag: a message of {length} bytes")
             at += (length + 3) & ~3  # NLMSG_ALIGN

@@ -126,8 +126,9 @@ def victim(bystander):
     yield name
     for lab in named:
         if namespaces(lab) or (BUILD / lab).exists():
-            subprocess.run([sys.executable, "-m", "mailring.cli.main", "down", "--lab", lab],
-                           cwd=REPO, capture_output=True, timeout=180)
+            down = subprocess.run([sys.executable, "-m", "mailring.cli.main", "down", "--lab", lab],
+                                  cwd=REPO, capture_output=True, text=True, timeout=180)
+            assert down.returncode == 0, f"`mailring down --lab {lab}` after the test: {down.stderr}"
 
 
 class Moment:

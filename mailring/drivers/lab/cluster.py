@@ -49,6 +49,9 @@ class LabCluster(Cluster):
         self.haproxy_socket = manifest.paths["haproxy_socket"]
         self.filter_rules = manifest.paths["filter"].lstrip("/")  # in a node's bundle
         self._default_speaker = manifest.carp_speaker
+        # node -> (pid, start time) of its init, as last found: finding it scans all of
+        # /proc, and every command, runtime-API call and poll of a test needs it
+        self._inits: dict[str, tuple[int, str]] = {}
 
     @property
     def carp_speaker(self) -> Speaker:
@@ -223,9 +226,15 @@ class LabCluster(Cluster):
     # -- commands -------------------------------------------------------------
     def _init_pid(self, node: str) -> int:
         self.check_node(node)
+        known = self._inits.get(node)
+        if known is not None and procs.start_time(known[0]) == known[1]:
+            return known[0]  # the same process, still alive (a pid and its start time)
         pid = procs.init_pid(self.names.netns(node))
-        if pid is not None:
+        started = procs.start_time(pid) if pid is not None else None
+        if pid is not None and started is not None:
+            self._inits[node] = (pid, started)
             return pid
+        self._inits.pop(node, None)
         if self.names.netns(node) not in netns.existing():
             raise TransportError(f"lab {self.lab} is not up (no namespace {self.names.netns(node)}); "
                                  f"run: mailring up --lab {self.lab}")

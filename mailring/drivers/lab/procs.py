@@ -37,6 +37,16 @@ def nspid(pid: int) -> int | None:
     return None
 
 
+def start_time(pid: int) -> str | None:
+    """A live process's start time (clock ticks after boot), which with its pid names it
+    for good; None when it is gone or a zombie (whose namespaces cannot be entered)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
 def init_pid(ns: str) -> int | None:
     """The host pid of the init (pid 1 of its PID namespace) running in ``ns``, if any."""
     return next((pid for pid in netns_pids(ns) if nspid(pid) == 1), None)

@@ -1,0 +1,30 @@
+"""How the lab names a process for good: its pid with its start time, None once dead.
+
+The lab driver caches each node's init by (pid, start time) instead of scanning all
+of /proc for every command, so a dead init, a zombie one and a reused pid must never
+pass for the init it had found. Plain child processes of this test stand in for it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+from mailring.drivers.lab.procs import start_time
+
+
+def test_a_live_process_keeps_its_start_time_and_a_zombie_or_reaped_one_has_none() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        first = start_time(child.pid)
+        assert first is not None and first.isdigit(), first
+        assert start_time(child.pid) == first
+        os.kill(child.pid, signal.SIGKILL)
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped
+        assert start_time(child.pid) is None, "a zombie counted as alive"
+    finally:
+        child.kill()
+        child.wait()
+    assert start_time(child.pid) is None
+

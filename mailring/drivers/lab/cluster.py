@@ -226,20 +226,30 @@ class LabCluster(Cluster):
     # -- commands -------------------------------------------------------------
     def _init_pid(self, node: str) -> int:
         self.check_node(node)
-        known = self._inits.get(node)
-        if known is not None and procs.start_time(known[0]) == known[1]:
-            return known[0]  # the same process, still alive (a pid and its start time)
-        pid = procs.init_pid(self.names.netns(node))
-        started = procs.start_time(pid) if pid is not None else None
-        if pid is not None and started is not None:
-            self._inits[node] = (pid, started)
+        if (pid := self._known_init(node)) is not None:
             return pid
-        self._inits.pop(node, None)
+        if (pid := self._remember_init(node, procs.netns_pids(self.names.netns(node)))) is not None:
+            return pid
         if self.names.netns(node) not in netns.existing():
             raise TransportError(f"lab {self.lab} is not up (no namespace {self.names.netns(node)}); "
                                  f"run: mailring up --lab {self.lab}")
         state = self.faults().get(node, "down")
         raise TransportError(f"{node} is not running ({state}); boot it: mailring boot {node}")
+
+    def _known_init(self, node: str) -> int | None:
+        """The init found before, if it is still the same live process (pid and start time)."""
+        known = self._inits.get(node)
+        return known[0] if known is not None and procs.start_time(known[0]) == known[1] else None
+
+    def _remember_init(self, node: str, pids: list[int]) -> int | None:
+        """Find the node's init among the processes of its namespace, and remember it."""
+        pid = next((p for p in pids if procs.nspid(p) == 1), None)
+        started = procs.start_time(pid) if pid is not None else None
+        if pid is None or started is None:
+            self._inits.pop(node, None)
+            return None
+        self._inits[node] = (pid, started)
+        return pid
 
     def _nsenter(self, node: str, argv: list[str]) -> list[str]:
         return procs.nsenter(self._init_pid(node), argv)
@@ -387,7 +397,14 @@ class LabCluster(Cluster):
     def status(self) -> Status:
         faults = self.faults()
         nodes, holders = {}, {str(v.address): [] for v in self.topology.vips}
-        pids = netns.pids_by_namespace(self.names.netns(n) for n in self.topology.nodes)
+        # a node whose init is known and alive has a process; only the others cost a /proc scan
+        pids = {self.names.netns(n): [pid] for n in self.topology.nodes
+                if (pid := self._known_init(n)) is not None}
+        unknown = [n for n in self.topology.nodes if self.names.netns(n) not in pids]
+        for ns, found in netns.pids_by_namespace(self.names.netns(n) for n in unknown).items():
+            pids[ns] = found
+        for n in unknown:
+            self._remember_init(n, pids.get(self.names.netns(n), []))
         for node in self.topology.nodes.values():
             ns = self.names.netns(node.name)
             if ns not in pids:

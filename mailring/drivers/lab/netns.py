@@ -55,6 +55,8 @@ def pids_by_namespace(names: Iterable[str]) -> dict[str, list[int]]:
     scans all of /proc for one namespace; a lab of 50 nodes asks for all of them at once)."""
     want = {link: ns for ns in names if (link := inode_link(ns)) is not None}
     out: dict[str, list[int]] = {ns: [] for ns in want.values()}
+    if not want:
+        return out
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue

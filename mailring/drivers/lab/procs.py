@@ -47,11 +47,6 @@ def start_time(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
-def init_pid(ns: str) -> int | None:
-    """The host pid of the init (pid 1 of its PID namespace) running in ``ns``, if any."""
-    return next((pid for pid in netns_pids(ns) if nspid(pid) == 1), None)
-
-
 def nsenter(pid: int, argv: list[str]) -> list[str]:
     """``argv`` run in the network, mount, PID and UTS namespaces of process ``pid``."""
     return ["nsenter", "-t", str(pid), "-n", "-m", "-p", "-u", "--", *argv]

@@ -160,26 +160,43 @@ class Moment:
         return bool(held)  # late: CARP has elected, `up` still waits for the services
 
 
+def frozen(proc: subprocess.Popen) -> bool:
+    """SIGSTOP the bring-up and wait until it is stopped (True) or has ended (False), so it
+    cannot finish between reading the moment and sending the signal."""
+    os.kill(proc.pid, signal.SIGSTOP)  # the child is not reaped before poll(): its pid is its own
+    info = os.waitid(os.P_PID, proc.pid, os.WSTOPPED | os.WEXITED | os.WNOWAIT)
+    if info is not None and info.si_code == os.CLD_STOPPED:
+        os.waitid(os.P_PID, proc.pid, os.WSTOPPED | os.WNOHANG)  # take the stop report
+        return True
+    return False
+
+
 def stop_at(proc: subprocess.Popen, moment: Moment, sig: int) -> dict[int, str]:
     """Send ``sig`` to the bring-up once ``moment`` is reached; the lab's processes then.
-    Polled every 10 ms: the early moment lasts only a few of them."""
+    Each look is taken with `up` frozen (its nodes' processes run on), and polled every
+    10 ms: the early moment lasts only a few of them."""
     def reached() -> None:
-        if proc.poll() is not None:  # a verdict: eventually() does not retry it
+        if not frozen(proc):  # a verdict: eventually() does not retry it
             _, err = proc.communicate()
             raise AssertionError(f"{moment.name}: `up` ended (exit {proc.returncode}) before the moment; "
                                  f"last seen: {moment.last}; {err.strip()[-300:]}")
-        if not moment.reached():
-            raise NotYet(moment.last)
+        try:
+            if not moment.reached():
+                raise NotYet(moment.last)
+        except BaseException:
+            os.kill(proc.pid, signal.SIGCONT)
+            raise
 
     try:
         eventually(reached, MOMENT_DEADLINE_S, f"the {moment.name} moment of `up`", poll_s=0.01)
     except CheckError as exc:  # the deadline: "... not reached after 90 s; last seen: ..."
         proc.kill()
         pytest.fail(str(exc))
-    seen = processes(moment.lab)
+    seen = processes(moment.lab)  # `up` is still frozen: it can only go on into the signal
     cmd = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
     assert b"mailring.cli.main" in cmd, f"pid {proc.pid} is not the bring-up any more: {cmd!r}"
     os.kill(proc.pid, sig)
+    os.kill(proc.pid, signal.SIGCONT)
     return seen
 
 

@@ -192,11 +192,13 @@ def stop_at(proc: subprocess.Popen, moment: Moment, sig: int) -> dict[int, str]:
     except CheckError as exc:  # the deadline: "... not reached after 90 s; last seen: ..."
         proc.kill()
         pytest.fail(str(exc))
-    seen = processes(moment.lab)  # `up` is still frozen: it can only go on into the signal
-    cmd = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
-    assert b"mailring.cli.main" in cmd, f"pid {proc.pid} is not the bring-up any more: {cmd!r}"
-    os.kill(proc.pid, sig)
-    os.kill(proc.pid, signal.SIGCONT)
+    try:  # `up` is still frozen: it can only go on into the signal
+        seen = processes(moment.lab)
+        cmd = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        assert b"mailring.cli.main" in cmd, f"pid {proc.pid} is not the bring-up any more: {cmd!r}"
+        os.kill(proc.pid, sig)
+    finally:  # never leave it stopped, also when the look fails
+        os.kill(proc.pid, signal.SIGCONT)
     return seen
 
 

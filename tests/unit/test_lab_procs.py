@@ -1,8 +1,9 @@
 """How the lab names a process for good: its pid with its start time, None once dead.
 
 The lab driver caches each node's init by (pid, start time) instead of scanning all
-of /proc for every command, so a dead init, a zombie one and a reused pid must never
-pass for the init it had found. Plain child processes of this test stand in for it.
+of /proc for every command, so a dead init or a zombie one must never pass for the init
+it had found (a reused pid has another start time). Plain child processes of this test
+stand in for it.
 """
 
 from __future__ import annotations

@@ -300,3 +300,14 @@ def test_haproxy_public_binds_never_read_a_proxy_header(bundles) -> None:
         cfg = (bundles[node.name] / "etc/haproxy/haproxy.cfg").read_text()
         binds = [line for line in cfg.splitlines() if line.strip().startswith("bind ")]
         assert binds and not [b for b in binds if "accept-proxy" in b], binds
+
+
+def test_vip_binds_send_from_a_vip_let_go_only_under_keepalived(tmp_path) -> None:
+    """keepalived deletes a VIP from the node that lets it go (FreeBSD keeps a CARP address
+    configured in BACKUP): its HAProxy binds are transparent, so a session accepted just
+    before a handover still gets its answer out. ucarp's binds stay as they were."""
+    for speaker, want in (("keepalived", True), ("ucarp", False)):
+        root = render(RING, "debian", tmp_path / speaker, carp_speaker=speaker)["mail01"]
+        cfg = (root / "etc/haproxy/haproxy.cfg").read_text()
+        binds = [line.split() for line in cfg.splitlines() if line.startswith("    bind ")]
+        assert binds and all(("transparent" in b) == want for b in binds), (speaker, binds[:2])

@@ -323,7 +323,7 @@ class LabCluster(Cluster):
         if carp:  # CARP only once the node can serve (FreeBSD: net.inet.carp.allow=0 until ready)
             wait_services(self, node)
             for group in carp:
-                control.call(self.names.control(node), "start", group)
+                self._start_carp(node, group)
 
     def _services(self, node: str, op: str, service: str | None = None) -> dict:
         self._init_pid(node)
@@ -343,7 +343,25 @@ class LabCluster(Cluster):
 
     def start_daemon(self, node: str, name: str) -> None:
         for group in self._groups(node, name):
-            self._services(node, "start", group)
+            self._start_carp(node, group) if name == "carp" else self._services(node, "start", group)
+
+    def _start_carp(self, node: str, group: str) -> None:
+        """Start one of the node's CARP groups. Before keepalived takes a node's own VIPs back
+        (preemption) they are staged: held and announced (``netns.stage_vips``) until it holds
+        them, within a few advert intervals."""
+        self._init_pid(node)
+        staged: list[str] = []
+        ns = self.names.netns(node)
+        if group == "carp" and self.carp_speaker.name == "keepalived" and self.topology.preempt:
+            staged = netns.stage_vips(ns, [str(v.address) for v in self.topology.vips_owned_by(node)])
+        try:
+            control.call(self.names.control(node), "start", group)
+        finally:
+            missing = netns.unstage_vips(ns, staged, deadline_s=3 * self.topology.advbase) if staged else []
+        if missing:
+            raise TransportError(f"{node}: keepalived did not take its own VIPs {', '.join(missing)} "
+                                 f"within {3 * self.topology.advbase} s of starting; see "
+                                 f"`mailring logs {node} carp`")
 
     def freeze(self, node: str, daemon: str | None = None) -> None:
         for group in self._groups(node, daemon) if daemon else list(self.service_states(node)):
@@ -375,7 +393,7 @@ class LabCluster(Cluster):
         netns.bridge_port(self.names.lan, self.names.port(node), forwarding=True)
         self.record_fault(node, None)
         for group in self._carp_groups(node):
-            self._services(node, "start", group)
+            self._start_carp(node, group)
 
     def _carp_groups(self, node: str) -> list[str]:
         if self.topology.nodes[node].role != "mail":

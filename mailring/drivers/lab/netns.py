@@ -21,8 +21,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
+
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from mailring.drivers.lab.names import BRIDGE
 
@@ -164,11 +167,57 @@ def local_addresses(pid: int) -> set[str]:
             if i and line.strip() == "/32 host LOCAL"}
 
 
+def stage_vips(ns: str, vips: list[str]) -> list[str]:
+    """Make before break: a booting owner holds its VIPs and tells the LAN (gratuitous ARP)
+    before its CARP speaker starts and takes them over; returns the VIPs staged.
+
+    FreeBSD keeps a CARP address configured on every node of the vhid, only the master answers
+    for it, and a new master sends its advert and its gratuitous ARP back to back. keepalived
+    removes its VIPs when it starts, sends the advert, then adds them, then the ARP: for that
+    moment the old holder has let go and the client still sends to it. Staged on ``lo`` (where
+    keepalived, which minds its own addresses on eth0, leaves them), the VIPs are local and the
+    client sends to the owner before the old holder lets go. ``unstage_vips`` removes them
+    once keepalived holds them; until then both nodes hold them, which the model forgives for
+    one takeover (``checks.holders.handovers``)."""
+    have = {a.split("/")[0] for a in addresses(ns)}
+    new = [v for v in vips if v not in have]
+    if not new:
+        return []
+    batch(ns, [f"addr replace {v}/32 dev lo" for v in new])
+    res = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "mailring.drivers.lab.garp",
+                          NODE_IF, *new], capture_output=True, text=True, timeout=10,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])})
+    if res.returncode != 0:
+        unstage_vips(ns, new, deadline_s=0)
+        raise RuntimeError(f"gratuitous ARP from {ns} for {', '.join(new)}: {res.stderr.strip()}")
+    return new
+
+
+def unstage_vips(ns: str, vips: list[str], deadline_s: float) -> list[str]:
+    """Wait (up to ``deadline_s``) until the CARP speaker holds the staged VIPs on eth0, then
+    remove them from ``lo`` whatever it holds; returns the VIPs it did not take over."""
+    def missing() -> list[str]:
+        held = {a.split("/")[0] for a in addresses(ns)}
+        return [v for v in vips if v not in held]
+
+    try:
+        left = Retrying(stop=stop_after_delay(deadline_s), wait=wait_fixed(0.01), retry=retry_if_result(bool),
+                        retry_error_callback=lambda state: state.outcome.result())(missing)
+    finally:
+        batch(ns, [f"addr del {v}/32 dev lo" for v in vips])
+    return left
+
+
 def drop_addresses(ns: str, keep: str) -> None:
-    """Remove every address of eth0 except the node's own (the VIPs a dead node held)."""
+    """Remove every address of eth0 except the node's own (the VIPs a dead node held), and
+    any VIP still staged on lo (``stage_vips``: a run killed between staging and takeover)."""
     for cidr in addresses(ns):
         if cidr.split("/")[0] != keep:
             ip("-n", ns, "addr", "del", cidr, "dev", NODE_IF, check=False)
+    out = ip("-n", ns, "-o", "-4", "addr", "show", "dev", "lo", check=False).stdout
+    for cidr in (line.split()[3] for line in out.splitlines() if len(line.split()) > 3):
+        if not cidr.startswith("127."):
+            ip("-n", ns, "addr", "del", cidr, "dev", "lo", check=False)
 
 
 def remove(ns: str) -> str | None:

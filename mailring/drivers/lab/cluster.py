@@ -343,7 +343,10 @@ class LabCluster(Cluster):
 
     def start_daemon(self, node: str, name: str) -> None:
         for group in self._groups(node, name):
-            self._start_carp(node, group) if name == "carp" else self._services(node, "start", group)
+            if name == "carp":
+                self._start_carp(node, group)
+            else:
+                self._services(node, "start", group)
 
     def _start_carp(self, node: str, group: str) -> None:
         """Start one of the node's CARP groups. Before keepalived takes a node's own VIPs back

@@ -3,8 +3,8 @@
 Run inside a node's namespace (``ip netns exec``), it sends one gratuitous ARP request per
 address (sender and target both the address, from the interface's own MAC, to broadcast),
 so every neighbour that knows the address points it at this node at once (the lab's client
-takes them: ``netns.accept_gratuitous_arp``). Standard library only: it runs on the host's
-python3, like the node init.
+takes them: ``netns.take_gratuitous_arp``). Standard library only, so it starts fast on
+whatever interpreter runs the driver (``netns.stage_vips`` runs it).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from pathlib import Path
 from mailring.agent import close_agent
 from mailring.cluster import Cluster, NodeStatus, Pipe, Result, Running, Status, TransportError
 from mailring.drivers.lab import control, netns, preflight, procs
-from mailring.drivers.lab.names import LabNames
+from mailring.drivers.lab.names import REPO, LabNames
 from mailring.drivers.lab.ready import wait_owners, wait_ready, wait_services
 from mailring.errors import InputError
 from mailring.interrupts import shielded
@@ -31,7 +31,6 @@ from mailring.render.context import MAIL_UID, backends
 from mailring.render.engine import load_manifest
 from mailring.speakers import SPEAKERS, Speaker, lab_speaker
 
-REPO = Path(__file__).resolve().parents[3]
 PROBE = REPO / "mailring" / "probe.py"
 # Nodes run Debian's own python3 (as a VM runs its own), never the caller's venv,
 # which a node's private /tmp may hide.

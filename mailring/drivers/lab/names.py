@@ -14,7 +14,8 @@ from pathlib import Path
 from mailring.errors import InputError
 
 PREFIX = "mr"
-BUILD = Path(__file__).resolve().parents[3] / "build"
+REPO = Path(__file__).resolve().parents[3]  # the checkout: PYTHONPATH of what the lab runs
+BUILD = REPO / "build"
 BRIDGE = "br0"  # the lab's switch, inside the bridge namespace
 LAB_NAME = re.compile(r"^(?=.{1,24}$)[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 

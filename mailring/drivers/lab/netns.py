@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from mailring.drivers.lab.names import BRIDGE
+from mailring.drivers.lab.names import BRIDGE, REPO
 
 NETNS_DIR = Path("/run/netns")
 NODE_IF = "eth0"
@@ -151,8 +151,8 @@ def bridge_port(lan: str, port: str, forwarding: bool) -> None:
                     "state", "3" if forwarding else "0"], check=True, capture_output=True)
 
 
-def addresses(ns: str) -> list[str]:
-    out = ip("-n", ns, "-o", "-4", "addr", "show", "dev", NODE_IF, check=False).stdout
+def addresses(ns: str, dev: str = NODE_IF) -> list[str]:
+    out = ip("-n", ns, "-o", "-4", "addr", "show", "dev", dev, check=False).stdout
     return [line.split()[3] for line in out.splitlines() if len(line.split()) > 3]
 
 
@@ -186,7 +186,7 @@ def stage_vips(ns: str, vips: list[str]) -> list[str]:
     batch(ns, [f"addr replace {v}/32 dev lo" for v in new])
     res = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "mailring.drivers.lab.garp",
                           NODE_IF, *new], capture_output=True, text=True, timeout=10,
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])})
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
     if res.returncode != 0:
         unstage_vips(ns, new, deadline_s=0)
         raise RuntimeError(f"gratuitous ARP from {ns} for {', '.join(new)}: {res.stderr.strip()}")
@@ -214,8 +214,7 @@ def drop_addresses(ns: str, keep: str) -> None:
     for cidr in addresses(ns):
         if cidr.split("/")[0] != keep:
             ip("-n", ns, "addr", "del", cidr, "dev", NODE_IF, check=False)
-    out = ip("-n", ns, "-o", "-4", "addr", "show", "dev", "lo", check=False).stdout
-    for cidr in (line.split()[3] for line in out.splitlines() if len(line.split()) > 3):
+    for cidr in addresses(ns, "lo"):
         if not cidr.startswith("127."):
             ip("-n", ns, "addr", "del", cidr, "dev", "lo", check=False)
 

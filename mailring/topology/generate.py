@@ -52,6 +52,6 @@ def ring(n: int, base: Path = DEFAULT_TOPOLOGY) -> dict:
     return data
 
 
-def write_ring(n: int, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(ring(n), sort_keys=False))
+def write_ring(n: int, path: Path, base: Path = DEFAULT_TOPOLOGY) -> Path:
+    path.write_text(yaml.safe_dump(ring(n, base), sort_keys=False))
     return path

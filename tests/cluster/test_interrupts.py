@@ -11,6 +11,11 @@ left. A scenario stopped by SIGTERM while its crash is in force heals the
 crash and takes the lab it brought up down. All the while the session's own
 lab runs beside them: its inits stay the same processes and every service on
 every VIP keeps answering from the node the model expects.
+
+The interrupted labs are rings of two mail servers and the client, generated
+from the session's topology (``mailring.topology.generate``): every part that
+a bring-up makes and a teardown removes is there, at about half the CPU of the
+five-server ring, on a machine the session's own labs keep busy.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from mailring.cluster import open_cluster
 from mailring.interrupts import sigint_default
 from mailring.polling.sweep import sweep
 from mailring.polling.wait import NotYet, eventually
+from mailring.topology import load
+from mailring.topology.generate import write_ring
 
 pytestmark = pytest.mark.lab_only("reads the lab's namespaces, mounts and processes on this host")
 
@@ -110,6 +117,13 @@ def mailring(*argv: str, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mailring.cli.main", *argv], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, preexec_fn=sigint_default, **kw)
+
+
+@pytest.fixture(scope="module")
+def small(topology, tmp_path_factory):
+    """The interrupted labs' topology: a ring of two mail servers made from the session's."""
+    return load(write_ring(2, tmp_path_factory.mktemp("small") / "topology-small.yaml",
+                           base=Path(topology.path)))
 
 
 @pytest.fixture
@@ -231,10 +245,10 @@ CAUGHT = [("early", signal.SIGTERM), ("mid", signal.SIGINT), ("late", signal.SIG
 
 
 @pytest.mark.parametrize("moment,sig", CAUGHT, ids=[f"{m}-{s.name}" for m, s in CAUGHT])
-def test_a_signal_during_up_tears_the_lab_down(victim, topology, moment, sig):
+def test_a_signal_during_up_tears_the_lab_down(victim, small, moment, sig):
     lab = victim(moment[0])
-    proc = mailring("up", "--lab", lab, "--topology", topology.path)
-    seen = stop_at(proc, Moment(moment, topology, lab), sig)
+    proc = mailring("up", "--lab", lab, "--topology", small.path)
+    seen = stop_at(proc, Moment(moment, small, lab), sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig, f"exit {proc.returncode}: {err.strip()[-300:]}"
     assert "interrupted" in err, err
@@ -246,14 +260,14 @@ KILLED = [("early", "down"), ("mid", "up"), ("late", "down")]
 
 @pytest.mark.parametrize("moment,cleaner", KILLED, ids=[f"{m}-then-{c}" for m, c in KILLED])
 def test_after_sigkill_during_up_the_next_up_or_down_removes_what_it_left(
-        victim, topology, moment, cleaner):
+        victim, small, moment, cleaner):
     lab = victim(moment[0])
-    proc = mailring("up", "--lab", lab, "--topology", topology.path)
-    seen = stop_at(proc, Moment(moment, topology, lab), signal.SIGKILL)
+    proc = mailring("up", "--lab", lab, "--topology", small.path)
+    seen = stop_at(proc, Moment(moment, small, lab), signal.SIGKILL)
     proc.communicate(timeout=30)
     left = leftovers(lab, seen)
     assert any(x.startswith("namespace") for x in left), f"a killed `up` left nothing to clean: {left}"
-    cleanup = mailring(cleaner, "--lab", lab, "--topology", topology.path)
+    cleanup = mailring(cleaner, "--lab", lab, "--topology", small.path)
     out, err = cleanup.communicate(timeout=180)
     assert cleanup.returncode == 0, f"`{cleaner}` after the kill: {err.strip()[-300:]}"
     if cleaner == "up":  # the new lab runs; none of the killed run's processes may
@@ -264,12 +278,12 @@ def test_after_sigkill_during_up_the_next_up_or_down_removes_what_it_left(
     _no_leftovers(lab, seen, f"after SIGKILL at the {moment} of `up` and a `{cleaner}`")
 
 
-def test_sigterm_during_a_scenario_heals_and_takes_its_lab_down(bystander, victim, tmp_path):
+def test_sigterm_during_a_scenario_heals_and_takes_its_lab_down(victim, small, tmp_path):
     lab = victim("s")
-    scenario = REPO / "fixtures" / "scenarios" / "single-crash.yaml"
-    proc = mailring("scenario", "--lab", lab, str(scenario),
+    scenario = REPO / "fixtures" / "scenarios" / "single-crash.yaml"  # crashes mail02
+    proc = mailring("scenario", "--lab", lab, "--topology", small.path, str(scenario),
                     env={**os.environ, "MAILRING_RUNS": str(tmp_path)})
-    view = open_cluster(bystander.topology, driver="lab", lab=lab)
+    view = open_cluster(small, driver="lab", lab=lab)
 
     def crashed() -> None:  # the node is down and the run has recorded its crash as done
         if proc.poll() is not None:

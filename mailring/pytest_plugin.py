@@ -24,7 +24,6 @@ from mailring.topology import DEFAULT_TOPOLOGY, Topology, load
 OUTAGES = pytest.StashKey[Any]()
 MERGED = pytest.StashKey[list]()
 SECOND = pytest.StashKey[Any]()  # the session's SecondClusters, once a test asked for one
-LAST_SECOND_USER = pytest.StashKey[Any]()  # node id of the last test using cluster_factory
 
 MARKERS = (
     "destructive: the test injects faults; it gets a nemesis that heals them at teardown",
@@ -193,8 +192,9 @@ def cluster(pytestconfig: pytest.Config, topology: Topology) -> Iterator[Cluster
 class SecondClusters:
     """Clusters beside the session's own (``cluster_factory``): each made on first use, shared
     by every test that asks for the same file under the same name, and taken down (logs
-    collected first) right after the last test of the session that uses the factory, so its
-    load never skews the timings of the tests after it."""
+    collected first) once this process goes on to a test in another file that does not use
+    the factory (``pytest_runtest_teardown``), so its load never skews the timings of the tests
+    after it. A lab at rest is not free: its HAProxies' health checks cost a sixth of a core."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
@@ -225,8 +225,9 @@ class SecondClusters:
 @pytest.fixture(scope="session")
 def cluster_factory(pytestconfig: pytest.Config) -> Iterator:
     """make(topology_file, suffix) -> another running cluster (lab <lab>-<suffix>), one per
-    (file, suffix) for the session (see SecondClusters): taken down after the last test that
-    uses the factory, or at the end of the session, whichever comes first.
+    (file, suffix) at a time (see SecondClusters): taken down when the tests that use the
+    factory are done here (the next test is in another file and does not use it), or at the
+    end of the session, whichever comes first.
 
     For tests that compare designs (the article's first design: one VIP per server, PROXY off).
     """
@@ -238,18 +239,21 @@ def cluster_factory(pytestconfig: pytest.Config) -> Iterator:
         clusters.down_all()
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    users = [item.nodeid for item in session.items if "cluster_factory" in getattr(item, "fixturenames", ())]
-    session.config.stash[LAST_SECOND_USER] = users[-1] if users else None
+def _uses_second(item: pytest.Item | None) -> bool:
+    return item is not None and "cluster_factory" in getattr(item, "fixturenames", ())
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """Take the second clusters down once the last test that uses them is done."""
-    if item.nodeid == item.config.stash.get(LAST_SECOND_USER, None):
-        clusters = item.config.stash.get(SECOND, None)
-        if clusters is not None:
-            clusters.down_all()
+    """Take the second clusters down once this process is done with them: when the next test
+    it runs (xdist hands each worker its own) is in another file and does not use them.
+    Within a file they stay, as module fixtures holding one do (trylast: those are torn
+    down by now)."""
+    if _uses_second(nextitem) or (nextitem is not None and nextitem.path == item.path):
+        return
+    clusters = item.config.stash.get(SECOND, None)
+    if clusters is not None:
+        clusters.down_all()
 
 
 @pytest.fixture

@@ -70,8 +70,11 @@ def test_a_session_without_a_cluster_makes_no_run_folder(pytester, monkeypatch, 
     res.stdout.no_fnmatch_line("*run folder:*")
 
 
-def test_second_clusters_are_shared_and_go_down_after_their_last_user(pytester, monkeypatch,
-                                                                       clean_stamp) -> None:
+def test_second_clusters_are_shared_and_go_down_when_the_worker_moves_on(pytester, monkeypatch,
+                                                                        clean_stamp) -> None:
+    """A second lab is made once for the tests that share it, kept while the next test is in
+    the same file (a module fixture may hold it), and taken down before the first test of
+    another file that does not use it, not at the end of the session."""
     import mailring.pytest_plugin as plugin
     from mailring.runs import session
 
@@ -92,7 +95,7 @@ def test_second_clusters_are_shared_and_go_down_after_their_last_user(pytester, 
     monkeypatch.setenv("MAILRING_RUNS", str(pytester.path / "runs"))
     monkeypatch.setattr(session, "collect_node_logs", lambda config, c: events.append(f"logs {c.lab}"))
     monkeypatch.setattr(plugin, "EVENTS", events, raising=False)
-    pytester.makepyfile(test_two_designs='''
+    pytester.makepyfile(test_1_designs='''
 from mailring import pytest_plugin
 from mailring.topology import DEFAULT_TOPOLOGY
 
@@ -101,16 +104,34 @@ def test_a(cluster_factory):
     first = cluster_factory(DEFAULT_TOPOLOGY, "x")
     assert cluster_factory(DEFAULT_TOPOLOGY, "x") is first
 
+def test_m():
+    pytest_plugin.EVENTS.append("m")
+
 def test_b(cluster_factory):
     pytest_plugin.EVENTS.append("b")
     cluster_factory(DEFAULT_TOPOLOGY, "x")
+''', test_2_other='''
+from mailring import pytest_plugin
 
 def test_c():
     pytest_plugin.EVENTS.append("c")
+
+def test_d():
+    pytest_plugin.EVENTS.append("d")
+''', test_3_later='''
+from mailring import pytest_plugin
+from mailring.topology import DEFAULT_TOPOLOGY
+
+def test_e(cluster_factory):
+    pytest_plugin.EVENTS.append("e")
+    cluster_factory(DEFAULT_TOPOLOGY, "x")
 ''')
     res = pytester.runpytest_inprocess("-p", "mailring.pytest_plugin", "-p", "no:randomly", "--lab", "t")
-    res.assert_outcomes(passed=3)
-    assert events == ["a", "up t-x", "b", "logs t-x", "down t-x", "c"]  # one lab, gone before test_c
+    res.assert_outcomes(passed=6)
+    # kept over test_m (same file), down before test_c and test_d, which do not use it, made
+    # again for test_e, and down at the end
+    assert events == ["a", "up t-x", "m", "b", "logs t-x", "down t-x", "c", "d",
+                      "e", "up t-x", "logs t-x", "down t-x"]
 
 
 def test_a_scenario_item_is_skipped_on_a_driver_without_one_of_its_faults(pytester, monkeypatch,

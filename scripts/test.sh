@@ -15,6 +15,11 @@ cd "$(dirname "$0")/.."
 what="${1:-all}"
 shift || true
 py="${MAILRING_PY:-.venv/bin}"  # tox sets its own env's bin
+# Compiled modules are cached in __pycache__ (Python's default) also where the environment
+# sets PYTHONDONTWRITEBYTECODE (some CI images and sandboxes do): a lab run starts hundreds
+# of Python processes (xdist workers, node inits, probe agents, CLI runs), and without the
+# cache each one compiles mailring from source again, and pytest rewrites every test module.
+unset PYTHONDONTWRITEBYTECODE
 mkdir -p runs
 junit() { echo "--junitxml=runs/junit-$1.xml"; }
 # the lab suite mostly waits on protocol timers: three labs side by side on two cores

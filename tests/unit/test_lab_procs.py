@@ -29,3 +29,26 @@ def test_a_live_process_keeps_its_start_time_and_a_zombie_or_reaped_one_has_none
         child.wait()
     assert start_time(child.pid) is None
 
+
+
+def test_a_remembered_init_is_known_while_it_lives(monkeypatch) -> None:
+    """Inits remembers the process of a namespace whose pid there is 1, and forgets it once it
+    has died (a crash), so the driver looks for the next boot's init again."""
+    from mailring.drivers.lab import procs
+
+    child = subprocess.Popen(["sleep", "30"])
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        monkeypatch.setattr(procs, "nspid", lambda pid: 1 if pid == child.pid else 7)
+        inits = procs.Inits()
+        assert inits.known("mail01") is None
+        assert inits.remember("mail01", [other.pid, child.pid]) == child.pid
+        assert inits.known("mail01") == child.pid
+        assert inits.remember("mail02", [other.pid]) is None and inits.known("mail02") is None
+        child.kill()
+        child.wait()
+        assert inits.known("mail01") is None, "a dead init still known"
+    finally:
+        for p in (child, other):
+            p.kill()
+            p.wait()

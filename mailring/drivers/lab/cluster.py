@@ -9,11 +9,9 @@ Faults are recorded in ``build/<lab>/lab.json`` so separate CLI calls see them.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -24,6 +22,7 @@ from mailring.cluster import Cluster, NodeStatus, Pipe, Result, Running, Status,
 from mailring.drivers.lab import control, netns, preflight, procs
 from mailring.drivers.lab.names import REPO, LabNames
 from mailring.drivers.lab.ready import wait_owners, wait_ready, wait_services
+from mailring.drivers.lab.record import LabRecord
 from mailring.errors import InputError
 from mailring.interrupts import shielded
 from mailring.render import render
@@ -44,51 +43,34 @@ class LabCluster(Cluster):
     def __init__(self, topology, lab: str = "mailring") -> None:
         super().__init__(topology, lab)
         self.names = LabNames(lab)
+        self.record = LabRecord(self.names.state_file)
         manifest = load_manifest("debian")
         self.haproxy_socket = manifest.paths["haproxy_socket"]
         self.filter_rules = manifest.paths["filter"].lstrip("/")  # in a node's bundle
         self._default_speaker = manifest.carp_speaker
-        # node -> (pid, start time) of its init, as last found: finding it scans all of
-        # /proc, and every command, runtime-API call and poll of a test needs it
-        self._inits: dict[str, tuple[int, str]] = {}
+        # each node's init as last found: finding it scans all of /proc, and every command,
+        # runtime-API call and poll of a test needs it
+        self._inits = procs.Inits()
 
     @property
     def carp_speaker(self) -> Speaker:
         """The running lab's speaker (recorded at up), else the one up() would start."""
-        recorded = self._state().get("carp_speaker")
+        recorded = self.record.read().get("carp_speaker")
         return SPEAKERS[recorded] if recorded in SPEAKERS else lab_speaker(self._default_speaker)
 
-    # -- state ----------------------------------------------------------------
-    def _state(self) -> dict:
-        try:
-            return json.loads(self.names.state_file.read_text())
-        except FileNotFoundError:
-            return {}
-
-    def _save(self, state: dict) -> None:
-        tmp = self.names.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(self.names.state_file)
-
+    # -- state: build/<lab>/lab.json ------------------------------------------
     def faults(self) -> dict[str, str]:
-        return dict(self._state().get("faults", {}))
+        return self.record.faults()
 
     def brought_up_from(self) -> tuple[str, str | None] | None:
-        state = self._state()
-        return (state["topology"], state.get("fingerprint")) if "topology" in state else None
+        return self.record.brought_up_from()
 
     def record_fault(self, node: str, fault: str | None) -> None:
-        state = self._state()
-        faults = state.setdefault("faults", {})
-        if fault is None:
-            faults.pop(node, None)
-        else:
-            faults[node] = fault
-        self._save(state)
+        self.record.set_fault(node, fault)
 
     def _namespaces(self, state: dict | None = None) -> list[str]:
         """Every namespace this lab may have made: from its record and from the topology."""
-        state = state if state is not None else self._state()
+        state = state if state is not None else self.record.read()
         mine = {self.names.lan, *(self.names.netns(n) for n in self.topology.nodes)}
         mine.update(state.get("namespaces", []))
         return sorted(mine)
@@ -127,9 +109,9 @@ class LabCluster(Cluster):
         names = self.names
         names.root.mkdir(parents=True, exist_ok=True)
         # record first, so an interrupted up() is found by down() by name
-        self._save({"lab": self.lab, "topology": self.topology.path,
-                    "fingerprint": self.topology.fingerprint(), "carp_speaker": speaker.name,
-                    "namespaces": self._namespaces({}), "faults": {}})
+        self.record.write({"lab": self.lab, "topology": self.topology.path,
+                           "fingerprint": self.topology.fingerprint(), "carp_speaker": speaker.name,
+                           "namespaces": self._namespaces({}), "faults": {}})
         names.store.mkdir(parents=True, exist_ok=True)
         os.chown(names.store, MAIL_UID, MAIL_UID)
         netns.make_lan(names.lan)
@@ -209,7 +191,7 @@ class LabCluster(Cluster):
             self._down()
 
     def _down(self) -> None:
-        state = self._state()
+        state = self.record.read()
         errors = []
         spaces = [ns for ns in self._namespaces(state) if ns in netns.existing()]
         procs.kill_all(spaces)
@@ -225,30 +207,15 @@ class LabCluster(Cluster):
     # -- commands -------------------------------------------------------------
     def _init_pid(self, node: str) -> int:
         self.check_node(node)
-        if (pid := self._known_init(node)) is not None:
+        if (pid := self._inits.known(node)) is not None:
             return pid
-        if (pid := self._remember_init(node, procs.netns_pids(self.names.netns(node)))) is not None:
+        if (pid := self._inits.remember(node, procs.netns_pids(self.names.netns(node)))) is not None:
             return pid
         if self.names.netns(node) not in netns.existing():
             raise TransportError(f"lab {self.lab} is not up (no namespace {self.names.netns(node)}); "
                                  f"run: mailring up --lab {self.lab}")
         state = self.faults().get(node, "down")
         raise TransportError(f"{node} is not running ({state}); boot it: mailring boot {node}")
-
-    def _known_init(self, node: str) -> int | None:
-        """The init found before, if it is still the same live process (pid and start time)."""
-        known = self._inits.get(node)
-        return known[0] if known is not None and procs.start_time(known[0]) == known[1] else None
-
-    def _remember_init(self, node: str, pids: list[int]) -> int | None:
-        """Find the node's init among the processes of its namespace, and remember it."""
-        pid = next((p for p in pids if procs.nspid(p) == 1), None)
-        started = procs.start_time(pid) if pid is not None else None
-        if pid is None or started is None:
-            self._inits.pop(node, None)
-            return None
-        self._inits[node] = (pid, started)
-        return pid
 
     def _nsenter(self, node: str, argv: list[str]) -> list[str]:
         return procs.nsenter(self._init_pid(node), argv)
@@ -282,18 +249,9 @@ class LabCluster(Cluster):
     def haproxy_command(self, node: str, command: str) -> str:
         """The runtime API over its Unix socket, reached through the node's root
         (/proc/<its PID 1>/root): a control channel like the init's, no network, no process."""
-        path = f"/proc/{self._init_pid(node)}/root{self.haproxy_socket}"
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(HAPROXY_API_TIMEOUT_S)
-                sock.connect(path)
-                sock.sendall(command.encode() + b"\n")
-                chunks = []
-                while chunk := sock.recv(65536):  # HAProxy closes after one command's answer
-                    chunks.append(chunk)
-        except OSError as exc:
-            raise TransportError(f"HAProxy runtime API on {node} ({self.haproxy_socket}): {exc}") from exc
-        return b"".join(chunks).decode(errors="replace")
+        return control.haproxy(f"/proc/{self._init_pid(node)}/root{self.haproxy_socket}", command,
+                               f"HAProxy runtime API on {node} ({self.haproxy_socket})",
+                               HAPROXY_API_TIMEOUT_S)
 
     # -- faults ---------------------------------------------------------------
     def crash(self, node: str) -> None:
@@ -419,12 +377,12 @@ class LabCluster(Cluster):
         nodes, holders = {}, {str(v.address): [] for v in self.topology.vips}
         # a node whose init is known and alive has a process; only the others cost a /proc scan
         pids = {self.names.netns(n): [pid] for n in self.topology.nodes
-                if (pid := self._known_init(n)) is not None}
+                if (pid := self._inits.known(n)) is not None}
         unknown = [n for n in self.topology.nodes if self.names.netns(n) not in pids]
         for ns, found in netns.pids_by_namespace(self.names.netns(n) for n in unknown).items():
             pids[ns] = found
         for n in unknown:
-            self._remember_init(n, pids.get(self.names.netns(n), []))
+            self._inits.remember(n, pids.get(self.names.netns(n), []))
         for node in self.topology.nodes.values():
             ns = self.names.netns(node.name)
             if ns not in pids:

@@ -1,4 +1,5 @@
-"""Talk to a lab node's init over its control socket (one JSON line each way)."""
+"""Talk to a lab node over its control sockets: its init's (one JSON line each way) and its
+HAProxy's runtime API (one command, the answer until HAProxy closes)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,19 @@ def answers(control: Path) -> bool:
         return True
     except TransportError:
         return False
+
+
+def haproxy(path: str, command: str, what: str, timeout: float) -> str:
+    """One runtime API command to the HAProxy whose socket is ``path``; its answer. A socket
+    that cannot be reached raises TransportError naming ``what``."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(path)
+            sock.sendall(command.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):  # HAProxy closes after one command's answer
+                chunks.append(chunk)
+    except OSError as exc:
+        raise TransportError(f"{what}: {exc}") from exc
+    return b"".join(chunks).decode(errors="replace")

@@ -47,6 +47,29 @@ def start_time(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
+class Inits:
+    """Each node's init (PID 1 of its namespaces) as last found, by (pid, start time): a
+    zombie, a gone process or a reused pid is not it any more."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, tuple[int, str]] = {}
+
+    def known(self, node: str) -> int | None:
+        """The init found before, if it is still the same live process."""
+        found = self._found.get(node)
+        return found[0] if found is not None and start_time(found[0]) == found[1] else None
+
+    def remember(self, node: str, pids: list[int]) -> int | None:
+        """Find the node's init among the processes of its namespace, and remember it."""
+        pid = next((p for p in pids if nspid(p) == 1), None)
+        started = start_time(pid) if pid is not None else None
+        if pid is None or started is None:
+            self._found.pop(node, None)
+            return None
+        self._found[node] = (pid, started)
+        return pid
+
+
 def nsenter(pid: int, argv: list[str]) -> list[str]:
     """``argv`` run in the network, mount, PID and UTS namespaces of process ``pid``."""
     return ["nsenter", "-t", str(pid), "-n", "-m", "-p", "-u", "--", *argv]

@@ -13,6 +13,7 @@ import pytest
 
 from mailring.cluster import TransportError
 from mailring.drivers.lab import control
+from mailring.drivers.lab.names import LabNames
 from mailring.drivers.lab.record import LabRecord
 
 
@@ -30,6 +31,15 @@ def test_faults_are_recorded_and_cleared_and_the_rest_is_kept(tmp_path) -> None:
     assert LabRecord(tmp_path / "lab.json").faults() == {"mail02": "isolated"}  # read back from disk
     assert record.brought_up_from() == ("/x/topology.yaml", "abc")
     assert not (tmp_path / "lab.tmp").exists()
+
+
+def test_down_looks_for_the_namespaces_of_the_topology_and_of_the_record() -> None:
+    """A lab brought up from another topology (a mail03 the current one lacks) still has
+    every namespace it made removed: the record names them."""
+    names = LabNames("t")
+    assert names.namespaces(["mail01", "client01"], ["mr-t-mail03", "mr-t-mail01"]) == [
+        "mr-t-client01", "mr-t-lan", "mr-t-mail01", "mr-t-mail03"]
+    assert names.namespaces(["mail01"]) == ["mr-t-lan", "mr-t-mail01"]
 
 
 def test_the_runtime_api_answer_is_read_until_haproxy_closes(tmp_path) -> None:

@@ -43,7 +43,6 @@ class LabCluster(Cluster):
     def __init__(self, topology, lab: str = "mailring") -> None:
         super().__init__(topology, lab)
         self.names = LabNames(lab)
-        self.record = LabRecord(self.names.state_file)
         manifest = load_manifest("debian")
         self.haproxy_socket = manifest.paths["haproxy_socket"]
         self.filter_rules = manifest.paths["filter"].lstrip("/")  # in a node's bundle
@@ -51,6 +50,11 @@ class LabCluster(Cluster):
         # each node's init as last found: finding it scans all of /proc, and every command,
         # runtime-API call and poll of a test needs it
         self._inits = procs.Inits()
+
+    @property
+    def record(self) -> LabRecord:
+        """build/<lab>/lab.json, where ``names`` puts it."""
+        return LabRecord(self.names.state_file)
 
     @property
     def carp_speaker(self) -> Speaker:
@@ -67,13 +71,6 @@ class LabCluster(Cluster):
 
     def record_fault(self, node: str, fault: str | None) -> None:
         self.record.set_fault(node, fault)
-
-    def _namespaces(self, state: dict | None = None) -> list[str]:
-        """Every namespace this lab may have made: from its record and from the topology."""
-        state = state if state is not None else self.record.read()
-        mine = {self.names.lan, *(self.names.netns(n) for n in self.topology.nodes)}
-        mine.update(state.get("namespaces", []))
-        return sorted(mine)
 
     # -- lifecycle ------------------------------------------------------------
     def up(self) -> None:
@@ -111,7 +108,7 @@ class LabCluster(Cluster):
         # record first, so an interrupted up() is found by down() by name
         self.record.write({"lab": self.lab, "topology": self.topology.path,
                            "fingerprint": self.topology.fingerprint(), "carp_speaker": speaker.name,
-                           "namespaces": self._namespaces({}), "faults": {}})
+                           "namespaces": names.namespaces(self.topology.nodes), "faults": {}})
         names.store.mkdir(parents=True, exist_ok=True)
         os.chown(names.store, MAIL_UID, MAIL_UID)
         netns.make_lan(names.lan)
@@ -193,7 +190,8 @@ class LabCluster(Cluster):
     def _down(self) -> None:
         state = self.record.read()
         errors = []
-        spaces = [ns for ns in self._namespaces(state) if ns in netns.existing()]
+        mine = self.names.namespaces(self.topology.nodes, state.get("namespaces", []))
+        spaces = [ns for ns in mine if ns in netns.existing()]
         procs.kill_all(spaces)
         for ns in spaces:
             err = netns.remove(ns)

@@ -8,6 +8,7 @@ lab is found and removed by its name alone.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,11 @@ class LabNames:
 
     def netns(self, node: str) -> str:
         return f"{PREFIX}-{self.lab}-{node}"
+
+    def namespaces(self, nodes: Iterable[str], recorded: Iterable[str] = ()) -> list[str]:
+        """Every namespace the lab may have made: the bridge's, each node's, and those its
+        record names (a lab brought up from another topology had other nodes)."""
+        return sorted({self.lan, *(self.netns(n) for n in nodes), *recorded})
 
     @staticmethod
     def port(node: str) -> str:

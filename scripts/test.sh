@@ -23,7 +23,7 @@ unset PYTHONDONTWRITEBYTECODE
 mkdir -p runs
 junit() { echo "--junitxml=runs/junit-$1.xml"; }
 # the lab suite mostly waits on protocol timers: three labs side by side on two cores
-# (a fourth makes every test slower: the CPU is then 85-88 % busy, and in one of five such
+# (a fourth makes every test slower: the CPU is then 85-88 % busy, and in one of seven such
 # runs a Postfix restart outlasted the test's deadline for HAProxy to see it). Work stealing keeps
 # the workers even: the default split left one worker idle for 40 s of a 130 s run.
 workers="-n ${MAILRING_WORKERS:-3} --dist worksteal"

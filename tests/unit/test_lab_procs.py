@@ -30,7 +30,6 @@ def test_a_live_process_keeps_its_start_time_and_a_zombie_or_reaped_one_has_none
     assert start_time(child.pid) is None
 
 
-
 def test_a_remembered_init_is_known_while_it_lives(monkeypatch) -> None:
     """Inits remembers the process of a namespace whose pid there is 1, and forgets it once it
     has died (a crash), so the driver looks for the next boot's init again."""

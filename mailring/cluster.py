@@ -158,6 +158,9 @@ class Cluster(abc.ABC):
     # How many holder reads a HolderWatch must have made for its "never two holders" to count
     # (mailring.polling.holders): the lab's status() takes milliseconds.
     HOLDER_SAMPLES = 20
+    # Whether faults on different nodes may be healed at once (Nemesis.heal_all): the lab boots
+    # nodes side by side; a driver whose calls share state per run (the VMs' provider) heals in turn.
+    HEALS_IN_PARALLEL = False
 
     def __init__(self, topology: Topology, lab: str = DEFAULT_LAB) -> None:
         self.topology = topology

@@ -5,13 +5,15 @@ on a node and its targets: ``invoke`` breaks something the way a real outage
 does, ``undo`` applies the kind's inverse. A ``Nemesis`` applies faults, refuses to
 fault the same target twice ("already disrupting ..."), records when each
 fault started and ended, and heals everything still active in reverse order
-on ``heal_all`` (the pytest fixture and the CLI call it in ``finally``, so a
-failed test or Ctrl-C never leaves a fault behind).
+on ``heal_all`` (each node's faults in turn, nodes side by side where the driver
+allows; the pytest fixture and the CLI call it in ``finally``, so a failed test
+or Ctrl-C never leaves a fault behind).
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -95,16 +97,30 @@ class Nemesis:
         self.history.append(Event(time.time(), "heal", fault.describe()))
 
     def heal_all(self) -> list[str]:
-        """Heal every active fault, newest first; return the errors (the sweep keeps going).
-        A Ctrl-C or SIGTERM meanwhile waits until every fault is healed."""
-        errors = []
+        """Heal every active fault, newest first on each node; return the errors (the sweep keeps
+        going). Where the driver allows it (``Cluster.HEALS_IN_PARALLEL``) the nodes heal side by
+        side: three crashed servers boot at once, as after a power cut. A Ctrl-C or SIGTERM
+        meanwhile waits until every fault is healed."""
+        per_node: dict[str, list[Fault]] = {}
+        for fault in reversed(list(self.active)):
+            per_node.setdefault(fault.node, []).append(fault)
         with shielded():
-            for fault in reversed(list(self.active)):
-                try:
-                    self.heal(fault)
-                except Exception as exc:  # keep healing the others
-                    errors.append(f"{fault.describe()}: {exc}")
-                    self.active.remove(fault)
+            if len(per_node) > 1 and self.cluster.HEALS_IN_PARALLEL:
+                with ThreadPoolExecutor(len(per_node)) as pool:
+                    found = list(pool.map(self._heal_each, per_node.values()))
+            else:
+                found = [self._heal_each(node_faults) for node_faults in per_node.values()]
+        return [error for errors in found for error in errors]
+
+    def _heal_each(self, node_faults: list[Fault]) -> list[str]:
+        """Heal these faults in turn; return the errors."""
+        errors = []
+        for fault in node_faults:
+            try:
+                self.heal(fault)
+            except Exception as exc:  # keep healing the others
+                errors.append(f"{fault.describe()}: {exc}")
+                self.active.remove(fault)
         return errors
 
     def inflict(self, kind: str, node: str, *targets: str) -> Fault:

@@ -30,7 +30,21 @@ def test_faults_are_recorded_and_cleared_and_the_rest_is_kept(tmp_path) -> None:
     record.set_fault("mail01", None)
     assert LabRecord(tmp_path / "lab.json").faults() == {"mail02": "isolated"}  # read back from disk
     assert record.brought_up_from() == ("/x/topology.yaml", "abc")
-    assert not (tmp_path / "lab.tmp").exists()
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_faults_set_side_by_side_are_all_kept(tmp_path) -> None:
+    """Nodes healed at once record their faults at once: no change writes over another."""
+    LabRecord(tmp_path / "lab.json").write({"lab": "t", "faults": {}})
+    nodes = [f"mail{i:02d}" for i in range(1, 21)]
+    threads = [threading.Thread(target=LabRecord(tmp_path / "lab.json").set_fault, args=(n, "crashed"))
+               for n in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert LabRecord(tmp_path / "lab.json").faults() == dict.fromkeys(nodes, "crashed")
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_down_looks_for_the_namespaces_of_the_topology_and_of_the_record() -> None:

@@ -39,6 +39,43 @@ def test_heal_all_keeps_going_and_reports_errors() -> None:
     assert ("boot", "mail01") in c.calls and not nem.active
 
 
+def test_where_the_driver_allows_nodes_heal_side_by_side_and_each_node_in_reverse_order() -> None:
+    """Three crashed servers boot at once (each boot waits for the others to have begun), and a
+    node's own faults still heal newest first."""
+    import threading
+
+    started = threading.Barrier(3, timeout=5)
+
+    class Parallel(Recorder):
+        HEALS_IN_PARALLEL = True
+
+        def boot(self, node):
+            started.wait()  # a heal in turn would wait here for good: BrokenBarrierError
+            super().boot(node)
+
+    c = Parallel()
+    nem = Nemesis(c)
+    for node in ("mail01", "mail02", "mail03"):
+        nem.crash(node)
+    nem.stop("mail04", "postfix")
+    nem.stop("mail04", "dovecot")
+    assert nem.heal_all() == [] and not nem.active
+    assert sorted(call for call in c.calls if call[0] == "boot") == [
+        ("boot", "mail01"), ("boot", "mail02"), ("boot", "mail03")]
+    starts = [call[2] for call in c.calls if call[0] == "start_daemon"]
+    assert starts == ["dovecot", "postfix"]
+
+
+def test_a_driver_that_heals_in_turn_heals_newest_first() -> None:
+    c = Recorder()
+    nem = Nemesis(c)
+    for node in ("mail01", "mail02", "mail03"):
+        nem.crash(node)
+    assert nem.heal_all() == []
+    assert [call for call in c.calls if call[0] == "boot"] == [
+        ("boot", "mail03"), ("boot", "mail02"), ("boot", "mail01")]
+
+
 def test_heal_of_a_fault_not_started_is_an_error() -> None:
     nem = Nemesis(Recorder())
     with pytest.raises(RuntimeError, match="not started"):

@@ -3,12 +3,19 @@
 Separate CLI calls (``mailring crash``, ``status``, ``down``) see one another through it:
 the topology file and fingerprint the lab was brought up from, its CARP speaker, every
 namespace it made (so ``down`` finds what a killed ``up`` left) and each node's fault.
-Written whole to a temporary file, then renamed over the old one.
+Written whole to a temporary file, then renamed over the old one; a change of one node's
+fault holds the record's lock file, so nodes healed side by side (or two CLI calls) do not
+write over each other's change.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -24,9 +31,15 @@ class LabRecord:
             return {}
 
     def write(self, state: dict) -> None:
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(state, indent=1))
         tmp.replace(self.path)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # each open() is its own lock: threads wait too
+            yield
 
     def faults(self) -> dict[str, str]:
         """node -> the fault in force on it (crashed, isolated, ...)."""
@@ -34,13 +47,14 @@ class LabRecord:
 
     def set_fault(self, node: str, fault: str | None) -> None:
         """Record ``fault`` for ``node``; None: it has none any more."""
-        state = self.read()
-        faults = state.setdefault("faults", {})
-        if fault is None:
-            faults.pop(node, None)
-        else:
-            faults[node] = fault
-        self.write(state)
+        with self._locked():
+            state = self.read()
+            faults = state.setdefault("faults", {})
+            if fault is None:
+                faults.pop(node, None)
+            else:
+                faults[node] = fault
+            self.write(state)
 
     def brought_up_from(self) -> tuple[str, str | None] | None:
         """(topology file, its fingerprint or None in an older record); None: no record."""

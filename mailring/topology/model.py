@@ -82,10 +82,36 @@ class Dns:
 
 @dataclass(frozen=True)
 class HaproxyTuning:
+    """HAProxy's health checks: ``inter`` while a server's state is settled, ``fastinter``
+    between the checks that confirm a change (``fall`` failures, ``rise`` passes), ``downinter``
+    while it is DOWN. Unset, the last two are ``inter`` (HAProxy's defaults)."""
+
     check_interval_ms: int
     fall: int
     rise: int
     check_timeout_ms: int = 2000
+    fast_interval_ms: int | None = None
+    down_interval_ms: int | None = None
+
+    @property
+    def fast_ms(self) -> int:
+        return self.fast_interval_ms or self.check_interval_ms
+
+    @property
+    def down_ms(self) -> int:
+        return self.down_interval_ms or self.check_interval_ms
+
+    def down_within_s(self, hung: bool = False) -> float:
+        """The longest a server that stopped answering stays UP: the next check comes within
+        ``inter``, then ``fall`` - 1 more ``fastinter`` apart; each of them waits the check
+        timeout first when the daemon is hung (a port open, nothing answering)."""
+        wait = self.check_timeout_ms if hung else 0
+        return (self.check_interval_ms + (self.fall - 1) * self.fast_ms + self.fall * wait) / 1000
+
+    def up_within_s(self) -> float:
+        """The longest a DOWN server that answers again stays DOWN: the next check within
+        ``downinter``, then ``rise`` - 1 more ``fastinter`` apart."""
+        return (self.down_ms + (self.rise - 1) * self.fast_ms) / 1000
 
 
 @dataclass(frozen=True)

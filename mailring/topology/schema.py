@@ -81,6 +81,10 @@ class HaproxySpec(Strict):
     check_interval_ms: Annotated[int, Field(ge=100, le=60000)] = 1000
     # how long one check may wait for the daemon's answer (HAProxy's timeout check)
     check_timeout_ms: Annotated[int, Field(ge=100, le=60000)] = 2000
+    # HAProxy's fastinter (between the checks confirming a change) and downinter (while a
+    # server is DOWN); unset, both are check_interval_ms
+    fast_interval_ms: Annotated[int, Field(ge=100, le=60000)] | None = None
+    down_interval_ms: Annotated[int, Field(ge=100, le=60000)] | None = None
     fall: Annotated[int, Field(ge=1, le=10)] = 2
     rise: Annotated[int, Field(ge=1, le=10)] = 2
 

@@ -128,7 +128,7 @@ def backup_case(cluster, nemesis, client: Client, service: str) -> None:
     vip = topo.vips[0]
     owner, daemon, svc = topo.expected_owner(vip), daemon_of(topo, service), topo.services[service]
     backend = haproxy_backend(svc.backend if svc.tls else service)  # a TLS backend tracks this one
-    fall_s = topo.haproxy.fall * topo.haproxy.check_interval_ms / 1000
+    fall_s = topo.haproxy.down_within_s()
     converge(cluster, failed=set())
     fault = nemesis.stop(owner, daemon)
     try:

@@ -43,7 +43,7 @@ def owner_webmail_down(cluster, nemesis, topology):
     vip = topology.vips[0]
     owner = vip.owner
     converge(cluster, failed=set())
-    fall_s = topology.haproxy.fall * topology.haproxy.check_interval_ms / 1000
+    fall_s = topology.haproxy.down_within_s()
     fault = nemesis.stop(owner, "webmail")
     try:
         for svc in (s for s in topology.services.values() if s.protocol == "http"):

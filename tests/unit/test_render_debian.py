@@ -243,6 +243,22 @@ def test_haproxy_logs_the_hop_and_checks_speak_and_close_each_protocol(bundles) 
     assert '"1:mailring-haproxy-check" 0;' in nginx and "if=$mailring_loggable" in nginx
 
 
+def test_checks_run_at_the_topologys_three_intervals(bundles, tmp_path) -> None:
+    """inter at rest, fastinter while a change is confirmed, downinter while DOWN; a topology
+    that leaves the last two out gets inter for them, as HAProxy's own defaults."""
+    h = RING.haproxy
+    line = (f"default-server inter {h.check_interval_ms}ms fastinter {h.fast_interval_ms}ms "
+            f"downinter {h.down_interval_ms}ms fall {h.fall} rise {h.rise}")
+    assert line in (bundles["mail01"] / "etc/haproxy/haproxy.cfg").read_text()
+    data = yaml.safe_load(DEFAULT_TOPOLOGY.read_text())
+    del data["haproxy"]["fast_interval_ms"], data["haproxy"]["down_interval_ms"]
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(data))
+    plain = render(load(tmp_path / "plain.yaml"), "debian", tmp_path / "out")["mail01"]
+    cfg = plain / "etc/haproxy/haproxy.cfg"
+    inter = f"{h.check_interval_ms}ms"
+    assert f"inter {inter} fastinter {inter} downinter {inter} " in cfg.read_text()
+
+
 def test_client_aliases_are_added_at_boot(bundles) -> None:
     services = yaml.safe_load((bundles["client01"] / "etc/mailring/services.yaml").read_text())
     argv = services["aliases"][0]

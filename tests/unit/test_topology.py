@@ -228,3 +228,16 @@ def test_customers_are_told_apart_from_strangers() -> None:
     assert RING.is_customer(RING.client.address)
     assert RING.client.aliases and not any(RING.is_customer(a) for a in RING.client.aliases)
     assert not any(RING.is_customer(n.address) for n in RING.mail_nodes)
+
+
+def test_check_timing_follows_haproxys_three_intervals() -> None:
+    from mailring.topology.model import HaproxyTuning
+
+    h = HaproxyTuning(check_interval_ms=1000, fall=2, rise=3, check_timeout_ms=2000,
+                      fast_interval_ms=250, down_interval_ms=500)
+    assert h.down_within_s() == 1.25  # the next check within inter, one more at fastinter
+    assert h.down_within_s(hung=True) == 5.25  # and each of the two waits out the timeout
+    assert h.up_within_s() == 1.0  # the next check within downinter, two more at fastinter
+    plain = HaproxyTuning(check_interval_ms=500, fall=2, rise=2)
+    assert (plain.fast_ms, plain.down_ms) == (500, 500)  # HAProxy's defaults: inter
+    assert plain.down_within_s() == plain.up_within_s() == 1.0

@@ -37,9 +37,10 @@ class DaemonFailed(RuntimeError):
     pass
 
 
-def _daemons(cluster: LabCluster, node: str) -> None:
+def _daemons(cluster: LabCluster, node: str) -> dict:
     """NotReady while the node's init does not answer, DaemonFailed when a daemon exited; a
-    node whose every started daemon runs is told ``ready`` (bring-up progress)."""
+    node whose every started daemon runs is told ``ready`` (bring-up progress). Returns the
+    init's service states."""
     try:
         services = cluster.service_states(node)
     except TransportError as exc:
@@ -52,6 +53,7 @@ def _daemons(cluster: LabCluster, node: str) -> None:
     running = sorted(name for name, st in services.items() if st["running"])
     if running:  # held ones (the backup ucarps at first) start later
         cluster.up_step(node, "ready", ", ".join(running))
+    return services
 
 
 def _vips(cluster: LabCluster, failed: set[str] | None = None) -> None:
@@ -91,7 +93,9 @@ def wait_services(cluster: LabCluster, node: str, deadline_s: float = 20.0) -> N
     req = probe_request({"kind": "sweep", "targets": targets})
 
     def check() -> None:
-        _daemons(cluster, node)
+        haproxy = _daemons(cluster, node).get("haproxy", {"running": True})
+        if not haproxy["running"]:  # a probe process per poll would only slow the daemons' start
+            raise NotReady(f"{node}: daemons not all listening yet (the init starts HAProxy once they are)")
         res = cluster.run(node, cluster.probe_argv() + [req], timeout=10)
         answer = json.loads(res.stdout or "{}")
         down = [n for n, r in answer.get("results", {}).items() if not r.get("ok")]

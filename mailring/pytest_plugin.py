@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from mailring import scheduling
 from mailring.cluster import DEFAULT_DRIVER, DEFAULT_LAB, DRIVERS, Cluster, driver_class, open_cluster
 from mailring.errors import InputError
 from mailring.topology import DEFAULT_TOPOLOGY, Topology, load
@@ -31,6 +32,8 @@ MARKERS = (
     "vagrant_only(reason): runs only on the vagrant driver; the reason says why",
     "faults(*kinds): the fault kinds (mailring.faults) the test injects; skipped, saying which, "
     "on a driver that lacks one",
+    "long: the test takes seconds of protocol time (whole-node faults, labs of its own); the "
+    "suite runs these first, so the quick tests even out when the xdist workers finish",
 )
 
 
@@ -67,9 +70,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
         # one run folder per session: xdist workers, started after this, inherit the stamp
         stamp_run()
+        scheduling.name_groups_file(config)  # and where to write the xdist groups they collect
         if config.getoption("numprocesses", None):
             interrupts.BEFORE_RAISE.append(pass_sigterm_to_workers)
     config.pluginmanager.register(ResultRecorder(config), "mailring-results")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return scheduling.make_scheduler(config, log)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    scheduling.forget_groups_file()
 
 
 def pass_sigterm_to_workers(signum: int) -> None:
@@ -122,6 +135,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if lacking:
             item.add_marker(pytest.mark.skip(reason=f"the {driver} driver has no fault "
                                                     f"{', '.join(lacking)} (mailring.faults)"))
+    items.sort(key=scheduling.run_order)
+    scheduling.share_groups(items)
 
 
 def _supports(driver: str, kind: str, nodeid: str) -> bool:

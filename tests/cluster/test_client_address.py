@@ -49,8 +49,14 @@ RECOVER_S = 15.0  # a restarted daemon answers and HAProxy's rise checks pass
 
 # The PROXY-off design runs as a second cluster beside the first: cheap as namespaces,
 # but as VMs it would need a second set reusing the same addresses.
-SECOND_CLUSTER = pytest.mark.lab_only("a second cluster (PROXY off) beside the first; as VMs it "
-                                      "would reuse the same addresses")
+LAB_ONLY = pytest.mark.lab_only("a second cluster (PROXY off) beside the first; as VMs it "
+                                "would reuse the same addresses")
+ONE_WORKER = pytest.mark.xdist_group("noproxy")  # one second lab for them all, not one per worker
+
+
+def second_cluster(test):
+    """Both marks: lab-only, and in the worker that runs the other tests on the PROXY-off lab."""
+    return ONE_WORKER(LAB_ONLY(test))
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +174,7 @@ def test_after_carp_failover_the_new_holder_logs_the_client(cluster, client, nem
 
 
 # --- PROXY off: a second cluster --------------------------------------------------------
-@SECOND_CLUSTER
+@second_cluster
 @pytest.mark.parametrize("service", SERVICES)
 def test_without_proxy_the_daemon_logs_haproxy_and_haproxy_links_the_client(noproxy, service):
     client = Client(noproxy)
@@ -187,7 +193,7 @@ def test_without_proxy_the_daemon_logs_haproxy_and_haproxy_links_the_client(nopr
             done.result()
 
 
-@SECOND_CLUSTER
+@second_cluster
 @pytest.mark.destructive
 @pytest.mark.parametrize("service", PLAIN)
 def test_without_proxy_a_backup_logs_the_owners_haproxy(noproxy, service):
@@ -196,7 +202,7 @@ def test_without_proxy_a_backup_logs_the_owners_haproxy(noproxy, service):
     converge(noproxy, failed=set())
 
 
-@SECOND_CLUSTER
+@second_cluster
 def test_without_proxy_everyone_relays_the_open_relay_side_of_the_dilemma(noproxy):
     """The article's design, PROXY off: every client seems to come from the VIP holder, a mail
     node, and the mail nodes are in mynetworks, so the customer relays, and so does the

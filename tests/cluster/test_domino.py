@@ -17,7 +17,7 @@ from mailring.nemesis import Nemesis
 from mailring.polling.convergence import converge
 from mailring.polling.sweep import wait_clean
 
-pytestmark = pytest.mark.destructive
+pytestmark = [pytest.mark.destructive, pytest.mark.long]
 
 
 def load_of(status, live: list[str]) -> dict[str, int]:
@@ -44,6 +44,7 @@ def test_ring_keeps_every_vip_reachable_and_the_load_spread(cluster, client, nem
 
 
 @pytest.mark.lab_only("a second cluster (the first design) beside the first; too heavy as VMs")
+@pytest.mark.xdist_group("noproxy")  # test_client_address's PROXY-off tests' lab: one worker runs them all
 def test_first_design_piles_the_crashed_chain_onto_one_server(cluster_factory, topology):
     # the article's cluster as it ran: the first design with PROXY off, the same second lab
     # test_client_address's PROXY-off tests use (PROXY plays no part in where VIPs go)

@@ -28,7 +28,7 @@ from mailring.polling.convergence import converge
 from mailring.polling.sweep import sweep
 from mailring.polling.timelines import wait_recovered, wait_sampling, wait_settled
 
-pytestmark = pytest.mark.destructive
+pytestmark = [pytest.mark.destructive, pytest.mark.long]
 
 STILL_HZ = 5  # the VIPs that must not move: one service each, sampled more slowly
 

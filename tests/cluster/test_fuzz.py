@@ -11,7 +11,7 @@ from mailring.fuzz.run import Options, fuzz
 from mailring.runs import RunFolder
 from mailring.scenario.progress import Progress
 
-pytestmark = pytest.mark.destructive
+pytestmark = [pytest.mark.destructive, pytest.mark.long]
 
 STEPS = 4
 

@@ -22,7 +22,7 @@ from mailring.polling.haproxy import wait_server
 from mailring.polling.serving import served_by_each, wait_served
 from mailring.render.context import haproxy_backend
 
-pytestmark = [pytest.mark.destructive, pytest.mark.faults("hang")]
+pytestmark = [pytest.mark.destructive, pytest.mark.faults("hang"), pytest.mark.long]
 
 MARGIN_S = 1.5  # the signals, the runtime API round trip, the poll
 RECOVER_S = 15.0

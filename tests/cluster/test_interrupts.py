@@ -37,7 +37,8 @@ from mailring.polling.wait import NotYet, eventually
 from mailring.topology import load
 from mailring.topology.generate import write_ring
 
-pytestmark = pytest.mark.lab_only("reads the lab's namespaces, mounts and processes on this host")
+pytestmark = [pytest.mark.lab_only("reads the lab's namespaces, mounts and processes on this host"),
+              pytest.mark.long]
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build"  # build/<lab>/, as the README says the lab names it

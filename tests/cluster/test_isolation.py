@@ -14,7 +14,7 @@ from mailring.polling.convergence import converge
 from mailring.polling.holders import HolderWatch
 from mailring.polling.sweep import wait_clean
 
-pytestmark = pytest.mark.destructive
+pytestmark = [pytest.mark.destructive, pytest.mark.long]
 
 
 def test_isolated_node_loses_its_vips_and_gets_them_back_without_split_brain(

@@ -25,7 +25,7 @@ from mailring.checks.convergence import deadline_s
 from mailring.mailflow import FlowWriter, accepted_on, check_flow, queue_entries
 from mailring.polling.convergence import converge
 
-pytestmark = pytest.mark.destructive
+pytestmark = [pytest.mark.destructive, pytest.mark.long]
 
 RATE = 20  # messages per second
 QUEUED = 8  # messages the victim must hold in its queue when the fault strikes

@@ -19,7 +19,7 @@ from mailring.polling.timelines import wait_sampling
 from mailring.polling.wait import eventually
 
 # no fault touches the session's lab: the crash is in the second lab, healed by its own Nemesis
-pytestmark = pytest.mark.lab_only("a second lab beside the session's; too heavy as VMs")
+pytestmark = [pytest.mark.lab_only("a second lab beside the session's; too heavy as VMs"), pytest.mark.long]
 
 HZ = 5
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -201,3 +203,64 @@ def test_bad_input_to_up_exits_2_and_removes_nothing(pytester, monkeypatch, clea
     assert res.ret == 2
     res.stdout.fnmatch_lines(["*mailring: vagrant is not installed; see docs/vagrant.md*"])
     assert _HalfUp.calls == ["up"]
+
+
+def test_the_suite_runs_shared_lab_tests_then_long_ones_then_the_rest(pytester, clean_stamp) -> None:
+    """xdist hands each worker its next test as it finishes (--dist loadgroup): the order the
+    plugin leaves is the order they are handed out, longest first, collection order within."""
+    pytester.makepyfile(test_a='''
+import pytest
+
+def test_quick():
+    pass
+
+@pytest.mark.long
+def test_slow():
+    pass
+
+@pytest.mark.xdist_group("second")
+def test_shared():
+    pass
+
+def test_quick_too():
+    pass
+''', test_b='''
+import pytest
+
+pytestmark = pytest.mark.long
+
+def test_slow_module():
+    pass
+''')
+    res = pytester.runpytest_inprocess("-p", "mailring.pytest_plugin", "--collect-only", "-q")
+    order = [line.split("::")[1] for line in res.stdout.lines if "::" in line]
+    assert order == ["test_shared", "test_slow", "test_slow_module", "test_quick", "test_quick_too"]
+
+
+def test_an_xdist_group_runs_in_one_worker_and_the_groups_file_is_removed(pytester, monkeypatch) -> None:
+    """pytest 9.2 ignores xdist's own group suffix (pytest-xdist#1386): the plugin's scheduler
+    must keep a group together, where plain loadgroup would deal it out to both workers."""
+    import mailring
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(mailring.__file__).parents[1]))
+    monkeypatch.setenv("MAILRING_RUNS", str(pytester.path / "runs"))
+    monkeypatch.setattr(tempfile, "tempdir", str(pytester.path))  # where the groups file goes
+    monkeypatch.setenv("TMPDIR", str(pytester.path))
+    pytester.makepyfile(test_g='''
+import pytest
+
+@pytest.mark.xdist_group("second")
+@pytest.mark.parametrize("i", range(6))
+def test_shared(i):
+    pass
+
+@pytest.mark.parametrize("i", range(6))
+def test_free(i):
+    pass
+''')
+    res = pytester.runpytest_subprocess("-p", "mailring.pytest_plugin", "-n", "2", "--dist", "loadgroup",
+                                        "-v", "-p", "no:cacheprovider")
+    res.assert_outcomes(passed=12)
+    workers = {line.split()[0] for line in res.stdout.lines if "PASSED" in line and "test_shared" in line}
+    assert len(workers) == 1, res.stdout.str()
+    assert not list(pytester.path.glob("mailring-xdist-groups-*"))

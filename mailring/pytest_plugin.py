@@ -25,6 +25,7 @@ from mailring.topology import DEFAULT_TOPOLOGY, Topology, load
 OUTAGES = pytest.StashKey[Any]()
 MERGED = pytest.StashKey[list]()
 SECOND = pytest.StashKey[Any]()  # the session's SecondClusters, once a test asked for one
+TOPOLOGY = pytest.StashKey[Topology]()
 
 MARKERS = (
     "destructive: the test injects faults; it gets a nemesis that heals them at teardown",
@@ -151,10 +152,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     wanted = [f for f in ("vip", "mail_node") if f in metafunc.fixturenames]
     if not wanted:
         return
-    try:
-        topo = load(metafunc.config.getoption("mailring_topology"))
-    except InputError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    topo = session_topology(metafunc.config)
     if "vip" in wanted:
         metafunc.parametrize("vip", [str(v.address) for v in topo.vips])
     if "mail_node" in wanted:
@@ -168,13 +166,21 @@ def lab_name(config: pytest.Config) -> str:
     return f"{base}-{worker}" if worker else base
 
 
+def session_topology(config: pytest.Config) -> Topology:
+    """The --topology file, loaded and checked once per process (collection parametrizes about
+    twenty test functions from it; each load parses the YAML again, 50 ms)."""
+    if TOPOLOGY not in config.stash:
+        try:
+            config.stash[TOPOLOGY] = load(config.getoption("mailring_topology"))
+        except InputError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return config.stash[TOPOLOGY]
+
+
 @pytest.fixture(scope="session")
 def topology(pytestconfig: pytest.Config) -> Topology:
     """The cluster's topology, loaded and checked once per session."""
-    try:
-        return load(pytestconfig.getoption("mailring_topology"))
-    except InputError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    return session_topology(pytestconfig)
 
 
 @pytest.fixture(scope="session")

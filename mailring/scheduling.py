@@ -1,9 +1,9 @@
 """How the cluster suite is spread over pytest-xdist workers (``--dist loadgroup``).
 
 Two things. The run order: longest first (the tests that share a second lab, then those
-marked ``long``, then the rest), because xdist hands each worker its next test as it
-finishes and the quick tests then even out the workers' ends. And the tests that must
-share a worker (``@pytest.mark.xdist_group(name)``: one second lab for all of them).
+marked ``long``, then the other destructive ones, then the rest), because xdist hands each
+worker its next test as it finishes and the quick tests then even out the workers' ends.
+And the tests that must share a worker (``@pytest.mark.xdist_group(name)``: one second lab for all of them).
 
 pytest-xdist's loadgroup marks a group by appending ``@name`` to a test's node id, which
 pytest 9.2 no longer lets a plugin change (pytest-dev/pytest-xdist#1386: the tests are
@@ -26,10 +26,14 @@ GROUPS_ENV = "MAILRING_XDIST_GROUPS"
 
 
 def run_order(item: pytest.Item) -> int:
-    """0: in an xdist_group (a shared second lab: the longest units); 1: marked long; 2: the rest."""
+    """0: in an xdist_group (a shared second lab: the longest units); 1: marked long; 2: the
+    other destructive tests (a fault and its detection: a second or two); 3: the rest (reads of
+    a cluster at rest, a fraction of a second each)."""
     if group_of(item):
         return 0
-    return 1 if item.get_closest_marker("long") else 2
+    if item.get_closest_marker("long"):
+        return 1
+    return 2 if item.get_closest_marker("destructive") else 3
 
 
 def group_of(item: pytest.Item) -> str | None:

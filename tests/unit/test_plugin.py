@@ -222,6 +222,10 @@ def test_slow():
 def test_shared():
     pass
 
+@pytest.mark.destructive
+def test_fault():
+    pass
+
 def test_quick_too():
     pass
 ''', test_b='''
@@ -234,7 +238,8 @@ def test_slow_module():
 ''')
     res = pytester.runpytest_inprocess("-p", "mailring.pytest_plugin", "--collect-only", "-q")
     order = [line.split("::")[1] for line in res.stdout.lines if "::" in line]
-    assert order == ["test_shared", "test_slow", "test_slow_module", "test_quick", "test_quick_too"]
+    assert order == ["test_shared", "test_slow", "test_slow_module", "test_fault", "test_quick",
+                     "test_quick_too"]
 
 
 def test_an_xdist_group_runs_in_one_worker_and_the_groups_file_is_removed(pytester, monkeypatch) -> None:

@@ -24,6 +24,9 @@ from mailring.runs.store import FAULTS, HISTORY, OWNERSHIP, REPORT, VERDICT, Run
 
 OK, FAIL, FAULT, NOBODY, SPLIT = "#3a9a4a", "#d62728", "#f5b041", "#dddddd", "#8e0000"
 ROW_IN = 0.32  # inches per timeline row
+# around a timeline's axes: the addresses on the left, an outage's label past the end of the
+# run on the right, the title above, the time axis below
+MARGIN_IN = {"left": 1.2, "right": 0.9, "top": 0.4, "bottom": 0.55}
 
 
 def _pyplot():
@@ -37,9 +40,17 @@ def _pyplot():
     return plt
 
 
-def _svg(fig) -> str:
+def _fixed_margins(fig, height_in: float) -> None:
+    """Room for the labels, in inches, around the axes: the page lays the figure out without
+    ``bbox_inches="tight"``, which draws every text twice (1.3 of a suite report's 3 s)."""
+    width_in = fig.get_figwidth()
+    fig.subplots_adjust(left=MARGIN_IN["left"] / width_in, right=1 - MARGIN_IN["right"] / width_in,
+                        top=1 - MARGIN_IN["top"] / height_in, bottom=MARGIN_IN["bottom"] / height_in)
+
+
+def _svg(fig, tight: bool = True) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    fig.savefig(buf, format="svg", bbox_inches="tight" if tight else None, metadata={"Date": None})
     _pyplot().close(fig)
     text = buf.getvalue()
     return text[text.index("<svg"):]
@@ -58,6 +69,11 @@ def spans(samples: list[tuple[float, bool]], end: float) -> dict[bool, list[tupl
         if nxt == end:
             out[state].append((start, max(end - start, 0.0)))
     return out
+
+
+def lane_count(faults: list[dict[str, Any]]) -> int:
+    """How many fault lanes the faults take (not how many faults: one after another share one)."""
+    return max(fault_lanes(faults), default=-1) + 1
 
 
 def fault_lanes(faults: list[dict[str, Any]]) -> list[int]:
@@ -85,7 +101,7 @@ def _faults_on(ax, faults: list[dict[str, Any]], t0: float) -> int:
         ax.broken_barh([(start, width)], (lane - 0.3, 0.6), color=FAULT, lw=0, zorder=2)
         label = iv["fault"] + ("" if iv.get("healed", True) else " (not healed)")
         ax.text(start + 0.1, lane, label, fontsize=7, va="center", ha="left", zorder=3)
-    return len(lanes)
+    return max(lanes, default=-1) + 1
 
 
 def service_figure(service: str, ops: list[Op], faults: list[dict[str, Any]], t0: float,
@@ -93,8 +109,10 @@ def service_figure(service: str, ops: list[Op], faults: list[dict[str, Any]], t0
     """Rows of ok/failed samples per host of one service, faults shaded, outages labelled."""
     plt = _pyplot()
     hosts = sorted({o.target for o in ops}, key=lambda n: _host_key(n.partition("@")[2]))
-    n_lanes = len(fault_lanes(faults))
-    fig, ax = plt.subplots(figsize=(12, 0.8 + ROW_IN * (len(hosts) + n_lanes)))
+    n_lanes = lane_count(faults)
+    height = 0.8 + ROW_IN * (len(hosts) + n_lanes)
+    fig, ax = plt.subplots(figsize=(12, height))
+    _fixed_margins(fig, height)
     _faults_on(ax, faults, t0)
     for i, target in enumerate(hosts):
         row = n_lanes + i
@@ -116,7 +134,7 @@ def service_figure(service: str, ops: list[Op], faults: list[dict[str, Any]], t0
     ax.set_xlabel("seconds from the start of the run")
     ax.set_title(f"{service}: samples per address (green ok, red failed, each outage in ms; "
                  "shaded: faults)", fontsize=10, loc="left")
-    return _svg(fig)
+    return _svg(fig, tight=False)
 
 
 def ownership_figure(samples: list[dict[str, Any]], faults: list[dict[str, Any]], t0: float,
@@ -127,7 +145,7 @@ def ownership_figure(samples: list[dict[str, Any]], faults: list[dict[str, Any]]
     nodes = sorted({n for s in samples for held in s["holders"].values() for n in held})
     cmap = plt.get_cmap("tab10")
     colour = {n: cmap(i % 10) for i, n in enumerate(nodes)}
-    n_lanes = len(fault_lanes(faults))
+    n_lanes = lane_count(faults)
     fig, ax = plt.subplots(figsize=(12, 1.1 + ROW_IN * (len(vips) + n_lanes)))
     _faults_on(ax, faults, t0)
     for i, vip in enumerate(vips):

@@ -59,6 +59,21 @@ def test_fault_intervals_pair_invoke_with_heal_of_the_same_target():
     assert fault_lanes([{"start": 0, "end": 1}, {"start": 1, "end": 2}]) == [0, 0]
 
 
+def test_faults_one_after_another_share_one_lane_in_the_figure():
+    """A suite's hundred faults, most of them one after another, take a few lanes, not a
+    row each (each lane is labelled "fault" on the left of the timeline)."""
+    from mailring.client import Op
+    from mailring.runs.report import lane_count, service_figure
+
+    faults = [{"start": 2 * i, "end": 2 * i + 1, "fault": f"crash mail0{i % 5 + 1}", "healed": True}
+              for i in range(10)] + [{"start": 0.5, "end": 3, "fault": "stop postfix on mail02"}]
+    assert lane_count(faults) == 2 and lane_count([]) == 0
+    ops = [Op(t=t / 10, end=t / 10 + 0.01, target="smtp@192.168.56.101", type="ok", error=None)
+           for t in range(200)]
+    svg = service_figure("smtp", ops, faults, 0, 20)
+    assert svg.count("<!-- fault -->") == 2 and svg.count("<!-- 192.168.56.101 -->") == 1
+
+
 def test_spans_merge_runs_of_one_outcome():
     parts = spans([(0, True), (1, True), (2, False), (3, False), (4, True)], end=6)
     assert parts == {True: [(0, 2), (4, 2)], False: [(2, 2)]}

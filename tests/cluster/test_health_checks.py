@@ -26,6 +26,8 @@ from mailring.render.context import haproxy_backend
 
 MARGIN_S = 1.5  # the stop itself, the runtime API round trip, the poll
 RECOVER_S = 15.0  # a restarted Postfix answers and HAProxy's rise checks pass
+# every test here waits out several check intervals (seconds): run them among the long ones
+pytestmark = pytest.mark.long
 CHECKS_COUNTED = 4
 STEADY_INTERVALS = 3  # every server's checks read over this many check intervals, all good
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import io
 import os
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -29,7 +30,21 @@ ROW_IN = 0.32  # inches per timeline row
 MARGIN_IN = {"left": 1.2, "right": 0.9, "top": 0.4, "bottom": 0.55}
 
 
+_WARM: threading.Thread | None = None
+
+
+def warm_up() -> None:
+    """Import matplotlib in the background (half a second) while a session's tests run, so
+    that the page is drawn sooner at the end; drawing waits for it (one thread draws)."""
+    global _WARM
+    if _WARM is None:
+        _WARM = threading.Thread(target=_pyplot, name="mailring-report-warm-up", daemon=True)
+        _WARM.start()
+
+
 def _pyplot():
+    if _WARM is not None and _WARM is not threading.current_thread():
+        _WARM.join()
     os.environ.setdefault("MPLCONFIGDIR", str(Path.home() / ".cache" / "matplotlib"))
     import matplotlib
 

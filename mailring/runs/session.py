@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from mailring.runs.records import collect_logs, record_fault, record_history
-from mailring.runs.report import write_report
+from mailring.runs.report import warm_up, write_report
 from mailring.runs.store import JUNIT, META, VERDICT, RunFolder, runs_root, write_atomic
 from mailring.runs.verdict import Result, junit, verdict
 
@@ -116,6 +116,8 @@ class ResultRecorder:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record_report(self.config, report)
+        if is_controller() and used(self.config):  # a cluster session: a page to draw at the end
+            warm_up()
 
 
 def finish(config: pytest.Config) -> None:

@@ -98,11 +98,30 @@ $daemon_directory/master:f:root:-:755
 
 def test_queue_dirs_are_postfix_files_directories_under_the_queue_with_owner_group_mode() -> None:
     names = quickstart.settings("mail_owner = mailer\n  setgid_group = nope\n# setgid_group = x\n")
-    assert names == {"mail_owner": "mailer", "setgid_group": "postdrop"}
+    assert names == {"mail_owner": "mailer", "setgid_group": "postdrop", "maillog_file": ""}
     dirs = quickstart.queue_dirs(POSTFIX_FILES, names)
     assert [(d.name, d.owner, d.group, oct(d.mode)) for d in dirs] == [
         ("active", "mailer", None, "0o700"), ("hold", "mailer", None, "0o700"),
         ("maildrop", "mailer", "postdrop", "0o730"), ("public", "mailer", "postdrop", "0o710")]
+
+
+def test_every_boot_gives_the_maillog_file_to_the_mail_owner(tmp_path) -> None:
+    """postsuper, in Postfix's start-up checks, logs to it as the mail owner (root could not:
+    a leftover file in incoming/ then stopped Postfix from starting after a crash)."""
+    import os
+    import pwd
+
+    user = pwd.getpwuid(os.getuid()).pw_name  # one a non-root test may give the file to
+    main_cf = tmp_path / "main.cf"
+    log = tmp_path / "log" / "postfix.log"
+    log.parent.mkdir()
+    main_cf.write_text(f"mail_owner = {user}\nmaillog_file = {log}\n")
+    quickstart.own_log_file({"postfix": []}, main_cf)
+    assert log.is_file() and log.stat().st_uid == os.getuid()
+    log.write_text("kept\n")
+    quickstart.own_log_file({"postfix": []}, main_cf)  # the next boot keeps what was logged
+    assert log.read_text() == "kept\n"
+    quickstart.own_log_file({"dovecot": []}, tmp_path / "none.cf")  # no Postfix: nothing to do
 
 
 def test_only_missing_queue_dirs_are_made_with_their_owner_and_mode(tmp_path) -> None:

@@ -293,6 +293,7 @@ def main(argv: list[str]) -> int:
     SUP = Supervisor({k: [[str(a) for a in argv] for argv in v] for k, v in services.items()})
     if fresh:
         quickstart.first_boot(services)
+    quickstart.own_log_file(services)
     signal.signal(signal.SIGTERM, lambda *_: _shutdown())
     for name in services:
         if name in after and name not in held:

@@ -27,7 +27,7 @@ from pathlib import Path
 QUEUE = Path("/var/spool/postfix")
 POSTFIX_FILES = Path("/etc/postfix/postfix-files")
 MAIN_CF = Path("/etc/postfix/main.cf")
-DEFAULTS = {"mail_owner": "postfix", "setgid_group": "postdrop"}
+DEFAULTS = {"mail_owner": "postfix", "setgid_group": "postdrop", "maillog_file": ""}
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class QueueDir:
 
 
 def settings(main_cf: str) -> dict[str, str]:
-    """mail_owner and setgid_group: main.cf's value, else Postfix's default."""
+    """mail_owner, setgid_group and maillog_file: main.cf's value, else Postfix's default."""
     out = dict(DEFAULTS)
     for line in main_cf.splitlines():
         key, sep, value = line.partition("=")
@@ -75,6 +75,21 @@ def make(dirs: list[QueueDir], queue: Path) -> None:
         gid = grp.getgrnam(d.group).gr_gid if d.group else -1
         os.chown(path, pwd.getpwnam(d.owner).pw_uid, gid)
         path.chmod(d.mode)
+
+
+def own_log_file(services: dict, main_cf: Path = MAIN_CF) -> None:
+    """Every boot: ``$maillog_file`` owned by the mail owner. While Postfix is down its start-up
+    checks run postsuper, which logs as the mail owner straight to that file; a root-owned file
+    made its first warning fatal ("open logfile ... Permission denied"), so a crash that left a
+    half-written file in incoming/ ("bogus file name") kept the node's Postfix from starting."""
+    if "postfix" not in services or not main_cf.is_file():
+        return
+    names = settings(main_cf.read_text())
+    if not names["maillog_file"]:
+        return
+    log = Path(names["maillog_file"])
+    log.touch(exist_ok=True)
+    os.chown(log, pwd.getpwnam(names["mail_owner"]).pw_uid, -1)
 
 
 def first_boot(services: dict, queue: Path = QUEUE) -> None:

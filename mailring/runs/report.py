@@ -38,8 +38,15 @@ def warm_up() -> None:
     that the page is drawn sooner at the end; drawing waits for it (one thread draws)."""
     global _WARM
     if _WARM is None:
-        _WARM = threading.Thread(target=_pyplot, name="mailring-report-warm-up", daemon=True)
+        _WARM = threading.Thread(target=_import_quietly, name="mailring-report-warm-up", daemon=True)
         _WARM.start()
+
+
+def _import_quietly() -> None:
+    try:
+        _pyplot()
+    except Exception:  # only a head start: drawing imports it again and says why it fails
+        pass
 
 
 def _pyplot():

@@ -116,7 +116,8 @@ class ResultRecorder:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record_report(self.config, report)
-        if is_controller() and used(self.config):  # a cluster session: a page to draw at the end
+        # an xdist controller of a cluster session: it waits on the workers, with a page to draw
+        if is_controller() and self.config.getoption("numprocesses", None) and used(self.config):
             warm_up()
 
 

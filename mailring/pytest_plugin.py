@@ -136,7 +136,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if lacking:
             item.add_marker(pytest.mark.skip(reason=f"the {driver} driver has no fault "
                                                     f"{', '.join(lacking)} (mailring.faults)"))
-    items.sort(key=scheduling.run_order)
+    scheduling.order(items)
     scheduling.share_groups(items)
 
 

@@ -25,6 +25,13 @@ import pytest
 GROUPS_ENV = "MAILRING_XDIST_GROUPS"
 
 
+def order(items: list[pytest.Item]) -> None:
+    """In an xdist worker, sort the items by ``run_order`` (every worker sorts alike, as xdist
+    requires); one process keeps the collection order (tox -e lab, the VM smoke)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is not None:
+        items.sort(key=run_order)
+
+
 def run_order(item: pytest.Item) -> int:
     """0: in an xdist_group (a shared second lab: the longest units); 1: marked long; 2: the
     other destructive tests (a fault and its detection: a second or two); 3: the rest (reads of

@@ -205,9 +205,11 @@ def test_bad_input_to_up_exits_2_and_removes_nothing(pytester, monkeypatch, clea
     assert _HalfUp.calls == ["up"]
 
 
-def test_the_suite_runs_shared_lab_tests_then_long_ones_then_the_rest(pytester, clean_stamp) -> None:
-    """xdist hands each worker its next test as it finishes (--dist loadgroup): the order the
-    plugin leaves is the order they are handed out, longest first, collection order within."""
+def test_the_suite_runs_shared_lab_tests_then_long_ones_then_the_rest(pytester, monkeypatch,
+                                                                      clean_stamp) -> None:
+    """xdist hands each worker its next test as it finishes (--dist loadgroup): the order a
+    worker's plugin leaves is the order they are handed out, longest first, collection order
+    within; one process (no xdist) keeps the collection order."""
     pytester.makepyfile(test_a='''
 import pytest
 
@@ -236,10 +238,15 @@ pytestmark = pytest.mark.long
 def test_slow_module():
     pass
 ''')
-    res = pytester.runpytest_inprocess("-p", "mailring.pytest_plugin", "--collect-only", "-q")
-    order = [line.split("::")[1] for line in res.stdout.lines if "::" in line]
-    assert order == ["test_shared", "test_slow", "test_slow_module", "test_fault", "test_quick",
-                     "test_quick_too"]
+    def collected() -> list[str]:
+        res = pytester.runpytest_inprocess("-p", "mailring.pytest_plugin", "--collect-only", "-q")
+        return [line.split("::")[1] for line in res.stdout.lines if "::" in line]
+
+    assert collected() == ["test_quick", "test_slow", "test_shared", "test_fault", "test_quick_too",
+                           "test_slow_module"]
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    assert collected() == ["test_shared", "test_slow", "test_slow_module", "test_fault", "test_quick",
+                           "test_quick_too"]
 
 
 def test_an_xdist_group_runs_in_one_worker_and_the_groups_file_is_removed(pytester, monkeypatch) -> None:

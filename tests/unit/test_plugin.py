@@ -210,6 +210,7 @@ def test_the_suite_runs_shared_lab_tests_then_long_ones_then_the_rest(pytester, 
     """xdist hands each worker its next test as it finishes (--dist loadgroup): the order a
     worker's plugin leaves is the order they are handed out, longest first, collection order
     within; one process (no xdist) keeps the collection order."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # this unit run's own xdist worker
     pytester.makepyfile(test_a='''
 import pytest
 
@@ -253,7 +254,10 @@ def test_an_xdist_group_runs_in_one_worker_and_the_groups_file_is_removed(pytest
     """pytest 9.2 ignores xdist's own group suffix (pytest-xdist#1386): the plugin's scheduler
     must keep a group together, where plain loadgroup would deal it out to both workers."""
     import mailring
+    from mailring.scheduling import GROUPS_ENV
 
+    for inherited in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", GROUPS_ENV):
+        monkeypatch.delenv(inherited, raising=False)  # this unit run's own xdist worker's
     monkeypatch.setenv("PYTHONPATH", str(Path(mailring.__file__).parents[1]))
     monkeypatch.setenv("MAILRING_RUNS", str(pytester.path / "runs"))
     monkeypatch.setattr(tempfile, "tempdir", str(pytester.path))  # where the groups file goes

@@ -51,3 +51,18 @@ def test_a_remembered_init_is_known_while_it_lives(monkeypatch) -> None:
         for p in (child, other):
             p.kill()
             p.wait()
+
+
+def test_a_process_dying_while_its_status_is_read_has_no_nspid(monkeypatch) -> None:
+    """/proc/<pid>/status of a process being torn down answers ESRCH (a lab's status() read
+    it while test_interrupts took a lab down, and the error ended the test)."""
+    from pathlib import Path
+
+    from mailring.drivers.lab import procs
+
+    def dying(self, *args, **kwargs):
+        raise ProcessLookupError(3, "No such process")
+
+    monkeypatch.setattr(Path, "read_text", dying)
+    assert procs.nspid(os.getpid()) is None
+    assert procs.Inits().remember("mail01", [os.getpid()]) is None

@@ -27,12 +27,13 @@ def netns_pids(ns: str) -> list[int]:
 
 
 def nspid(pid: int) -> int | None:
-    """The pid a process has in its own (innermost) PID namespace."""
+    """The pid a process has in its own (innermost) PID namespace; None when it is gone (a
+    process dying while its status is read gives ESRCH, not ENOENT)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("NSpid:"):
                 return int(line.split()[-1])
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, ProcessLookupError, ValueError):
         return None
     return None
 

@@ -111,11 +111,9 @@ def fault_lanes(faults: list[dict[str, Any]]) -> list[int]:
     return lanes
 
 
-def _faults_on(ax, faults: list[dict[str, Any]], t0: float) -> int:
-    """Shade each fault across the chart and draw it as a labelled bar in the lanes on top.
-
-    Returns the number of lanes used (rows 0..lanes-1 of the axes).
-    """
+def _faults_on(ax, faults: list[dict[str, Any]], t0: float) -> None:
+    """Shade each fault across the chart and draw it as a labelled bar in the lanes on top
+    (rows 0 .. ``lane_count(faults)`` - 1 of the axes)."""
     lanes = fault_lanes(faults)
     for iv, lane in zip(faults, lanes, strict=True):
         start, width = iv["start"] - t0, iv["end"] - iv["start"]
@@ -123,7 +121,6 @@ def _faults_on(ax, faults: list[dict[str, Any]], t0: float) -> int:
         ax.broken_barh([(start, width)], (lane - 0.3, 0.6), color=FAULT, lw=0, zorder=2)
         label = iv["fault"] + ("" if iv.get("healed", True) else " (not healed)")
         ax.text(start + 0.1, lane, label, fontsize=7, va="center", ha="left", zorder=3)
-    return max(lanes, default=-1) + 1
 
 
 def service_figure(service: str, ops: list[Op], faults: list[dict[str, Any]], t0: float,

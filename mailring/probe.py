@@ -1,8 +1,8 @@
 """The client's point of view: one standalone probe run ON the client node.
 
-Invoked as ``python3 probe.py '<json request>'``; prints one JSON object (or,
-for ``timeline``, ``hold`` and ``writer``, JSON lines). Exit 0 whenever the request was understood, even
-when the probed service failed (``{"ok": false, "error": ...}``); exit 2 only
+Invoked as ``python3 probe.py '<json request>'``; prints one JSON object (or, for
+``timeline``, ``hold``, ``writer`` and ``adverts``, JSON lines). Exit 0 whenever the request
+was understood, even when the probed service failed (``{"ok": false, "error": ...}``); exit 2 only
 for a malformed request. ``python3 probe.py --serve`` is the same probe as an agent kept
 running for a whole test session: one-shot requests in as JSON lines on stdin, results out
 as JSON lines on stdout, matched by ``id`` (see ``serve``). It is copied to FreeBSD VMs
@@ -586,6 +586,52 @@ def timeline(req: dict) -> int:
     return 0
 
 
+# --- adverts: the CARP (or VRRP) adverts the client's LAN carries ------------------
+ADVERT_GROUP, IPPROTO_CARP = "224.0.0.18", 112  # CARP and VRRP share the group and protocol
+
+
+def parse_advert(packet: bytes) -> dict | None:
+    """Source, vhid, version and byte 2 (VRRP's priority, CARP's advskew) of one IPv4 packet
+    of protocol 112 as a raw socket reads it (IP header first); None for anything else."""
+    if len(packet) < 20 or packet[0] >> 4 != 4 or packet[9] != IPPROTO_CARP:
+        return None
+    head = packet[(packet[0] & 0x0F) * 4:]
+    if len(head) < 8:
+        return None
+    return {"src": socket.inet_ntoa(packet[12:16]), "vhid": head[1], "version": head[0] >> 4,
+            "prio": head[2]}
+
+
+def adverts(req: dict) -> int:
+    """Stream every advert from ``sources`` (all when empty) heard on the interface that holds
+    ``local``, as {"t", "src", "vhid", "version", "prio"}, until stopped or ``max_seconds``.
+    The first line, {"listening": true}, says the group is joined (root: a raw socket)."""
+    local = need(req, "local", str)
+    sources = set(need(req, "sources", list, []))
+    limit = min(float(need(req, "max_seconds", (int, float), 60)), MAX_SECONDS)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_CARP)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                    socket.inet_aton(ADVERT_GROUP) + socket.inet_aton(local))
+    sock.settimeout(0.1)
+    stop = threading.Event()
+    out = Lines(stop)
+    stop_on_eof_or_signal(stop, need(req, "watch_stdin", bool, True))
+    out.emit({"listening": True, "t": time.time()})
+    deadline = time.monotonic() + limit
+    with sock:
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                packet = sock.recv(2048)
+            except TimeoutError:
+                continue
+            t = time.time()
+            advert = parse_advert(packet)
+            if advert and (not sources or advert["src"] in sources):
+                out.emit({"t": t, **advert})
+    out.close()
+    return 0
+
+
 # --- mail flow: a writer submitting numbered messages, a reader of Message-IDs ----
 MAX_RATE, MAX_MESSAGES, MAX_WORKERS = 100.0, 10000, 32
 
@@ -754,7 +800,8 @@ def answer(req: Any) -> dict:
         raise BadRequest("request must be a JSON object")
     kind = req.get("kind")
     if kind not in KINDS:
-        raise BadRequest(f"unknown kind {kind!r}; use timeline, hold, writer or one of {sorted(KINDS)}")
+        raise BadRequest(f"unknown kind {kind!r}; use timeline, hold, writer, adverts "
+                         f"or one of {sorted(KINDS)}")
     out: dict[str, Any] = {"kind": kind, "ok": False}
     start = time.monotonic()
     try:
@@ -845,6 +892,8 @@ def main(argv: list[str]) -> int:
             return hold(req)
         if kind == "writer":
             return writer(req)
+        if kind == "adverts":
+            return adverts(req)
         print(json.dumps(answer(req)))
         return 0
     except BadRequest as e:

@@ -11,12 +11,18 @@ miss a single attempt through the crash and the boot. The failback (the owner
 preempting its VIPs back after the boot) may cost at most CARP's bound, or, on a
 driver whose probe is coarser than that (the VMs' 2 s timeout at 2 Hz), one
 attempt lost in the handover (mailring.checks.timelines.failback_allowed_s).
+
+The client also hears the CARP adverts: the time from the crashed owner's last advert of
+each of its vhids to the new owner's first must be CARP's bound (within what the speaker
+adds and 0.25 s of slack either side), whatever the crash's phase in the advert interval
+(mailring.checks.takeover): a failover one advbase slow fails it every time.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from mailring.checks.takeover import addresses_of, takeovers_of
 from mailring.checks.timelines import (
     failback_allowed_s,
     failures_of,
@@ -26,7 +32,7 @@ from mailring.checks.timelines import (
 )
 from mailring.polling.convergence import converge
 from mailring.polling.sweep import sweep
-from mailring.polling.timelines import wait_recovered, wait_sampling, wait_settled
+from mailring.polling.timelines import wait_heard, wait_recovered, wait_sampling, wait_settled
 
 pytestmark = [pytest.mark.destructive, pytest.mark.long]
 
@@ -50,12 +56,17 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
     still_targets = targets_for(topology, still, services=("imap",), hz=min(STILL_HZ, hz))
     still_names = [t["name"] for t in still_targets]
     bound = {v: topology.failover_bound_s(v, {mail_node}) for v in mine}
+    owner_addresses = addresses_of(topology, mail_node)
+    heard_from = owner_addresses.union(*(addresses_of(topology, after[v]) for v in mine))
 
-    with client.timeline(targets + still_targets, hz=hz, timeout=timeout, max_seconds=600) as tl:
+    with client.adverts(sorted(heard_from)) as watch, \
+            client.timeline(targets + still_targets, hz=hz, timeout=timeout, max_seconds=600) as tl:
         # the outage judge needs 10 attempts per target before the boot: take them as a
         # baseline before the crash (half a second on the lab, 5 s at the VMs' 2 Hz)
         wait_sampling(tl, names, minimum=10, deadline_s=30)
         wait_sampling(tl, still_names)
+        wait_heard(watch, {topology.vip(v).vhid: owner_addresses for v in mine},
+                   3 * topology.advbase + 10)
         t_watch = t_crash = tl.now()  # the probe's clock, as its ops (a VM's is its own)
         crash = nemesis.crash(mail_node)
         status = converge(cluster, failed={mail_node})
@@ -72,6 +83,7 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
         converge(cluster, failed=set())
         wait_settled(tl, names, 15)
         ops = tl.stop()
+        heard = watch.stop()
 
     moved = [f"{line} (VIP owned by {before[line.split('@')[1].split(':')[0]]}, which did not crash)"
              for line in failures_of(ops, still_names, t_watch)]
@@ -84,6 +96,13 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
         outages.record(row)
         ms = "never recovered" if row.outage_ms is None else f"{row.outage_ms:.0f}"
         record_property(f"outage {row.fault} {row.service}@{row.vip}", f"{ms} ms, bound {row.bound_ms:.0f}")
+    takeovers = takeovers_of(heard, topology, mail_node, mine, t_crash, cluster.carp_speaker)
+    for tk in takeovers:
+        gap = "none" if tk.gap_s is None else f"{tk.gap_s * 1000:.0f} ms"
+        record_property(f"takeover {tk.vip} {tk.old}->{tk.new}", f"{gap} between adverts, "
+                        f"bound {tk.bound_s * 1000:.0f}")
+    problems = [p for tk in takeovers if (p := tk.problem())]
+    assert not problems, f"crashing {mail_node}: " + "; ".join(problems)
     for row in failover:
         assert row.outage_ms is not None and row.outage_ms > 0, f"{row.service}@{row.vip} saw no outage"
         allowed = row.bound_ms + margin * 1000

@@ -9,7 +9,10 @@ of that VIP (the crash test's probe: 20 Hz, 0.5 s timeout), from the last
 success before the crash to the first success after it, divided by CARP's
 bound for that VIP (3 x advbase + the new owner's advskew/256). Prints per
 speaker the ratio's median, p90 and max, how many samples stay within the
-bound plus the speaker's test margin, and the failback outages. Figures, not
+bound plus the speaker's test margin, and the failback outages. Beside the
+client's outage it prints the protocol's own time: the gap from the crashed
+owner's last advert of a vhid to the new owner's first, as the client heard
+them (mailring.checks.takeover), over the same bound. Figures, not
 assertions. As root, under the heavy lock:
 `.venv/bin/python benchmarks/failover.py [--crashes 15] [--speakers keepalived,ucarp]`
 (15 crashes of nodes owning two VIPs each = 30 samples per speaker; about 4 min each).
@@ -24,11 +27,12 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
+from mailring.checks.takeover import addresses_of, takeovers_of
 from mailring.checks.timelines import HZ, PROBE_TIMEOUT_S, margin_s, outages_of, targets_for
 from mailring.client import Client
 from mailring.cluster import open_cluster
 from mailring.polling.convergence import converge
-from mailring.polling.timelines import wait_recovered, wait_sampling, wait_settled
+from mailring.polling.timelines import wait_heard, wait_recovered, wait_sampling, wait_settled
 from mailring.speakers import ENV, SPEAKERS
 from mailring.topology import DEFAULT_TOPOLOGY, load
 
@@ -39,6 +43,8 @@ class Figures:
     ratios: list[float] = field(default_factory=list)
     within: int = 0  # samples within bound + the speaker's test margin
     failbacks_ms: list[float] = field(default_factory=list)
+    gaps: list[float] = field(default_factory=list)  # advert gap / bound, per VIP
+    gaps_within: int = 0  # gaps the crash test allows
     cycles_s: list[float] = field(default_factory=list)
 
 
@@ -58,9 +64,13 @@ def crash_cycle(cluster, client: Client, node: str, figures: Figures) -> None:
     margin = margin_s(topo, cluster.carp_speaker)
     converge(cluster, failed=set())
     t0 = time.perf_counter()
-    with client.timeline(targets, hz=HZ, timeout=PROBE_TIMEOUT_S, max_seconds=120) as tl:
+    owner = addresses_of(topo, node)
+    sources = owner.union(*(addresses_of(topo, topo.expected_owner(v, {node}) or node) for v in mine))
+    with client.adverts(sorted(sources), max_seconds=120) as watch, \
+            client.timeline(targets, hz=HZ, timeout=PROBE_TIMEOUT_S, max_seconds=120) as tl:
         try:
             wait_sampling(tl, names, minimum=10)  # outages_of needs 10 attempts before the boot
+            wait_heard(watch, {topo.vip(v).vhid: owner for v in mine}, 3 * topo.advbase + 10)
             t_crash = tl.now()
             cluster.crash(node)
             converge(cluster, failed={node})
@@ -72,6 +82,7 @@ def crash_cycle(cluster, client: Client, node: str, figures: Figures) -> None:
         converge(cluster, failed=set())
         wait_settled(tl, names, 15)
         ops = tl.stop()
+        heard = watch.stop()
     figures.cycles_s.append(time.perf_counter() - t0)
     failover = outages_of([o for o in ops if o.t < t_boot], names, t_crash, "bench", f"crash {node}", bound)
     failback = outages_of(ops, names, t_boot, "bench", f"boot {node}", bound)
@@ -81,6 +92,9 @@ def crash_cycle(cluster, client: Client, node: str, figures: Figures) -> None:
         figures.ratios.append(worst / (bound[vip] * 1000))
         figures.within += worst <= (bound[vip] + margin) * 1000
     figures.failbacks_ms.extend(r.outage_ms if r.outage_ms is not None else math.inf for r in failback)
+    for tk in takeovers_of(heard, topo, node, mine, t_crash, cluster.carp_speaker):
+        figures.gaps.append(math.inf if tk.gap_s is None else tk.gap_s / tk.bound_s)
+        figures.gaps_within += tk.problem() is None
 
 
 def bench(speaker: str, crashes: int, lab: str) -> Figures:
@@ -96,8 +110,10 @@ def bench(speaker: str, crashes: int, lab: str) -> Figures:
             node = mail[i % len(mail)]
             before = len(figures.failbacks_ms)
             crash_cycle(cluster, client, node, figures)
+            k = len(topo.vips_owned_by(node))
             print(f"  {speaker:10s} crash {i + 1:2d}/{crashes} {node}: ratios "
-                  + " ".join(f"{r:.2f}" for r in figures.ratios[-len(topo.vips_owned_by(node)):])
+                  + " ".join(f"{r:.2f}" for r in figures.ratios[-k:])
+                  + "  advert gaps " + " ".join(f"{g:.3f}" for g in figures.gaps[-k:])
                   + f"  failback max {max(figures.failbacks_ms[before:], default=0):.0f} ms"
                   + f"  cycle {figures.cycles_s[-1]:.1f} s", flush=True)
     finally:
@@ -111,6 +127,9 @@ def report(f: Figures, topo) -> None:
     print(f"{f.speaker:10s} crash failover outage / CARP bound over {n} samples: "
           f"median {statistics.median(f.ratios):.3f}, p90 {p90(f.ratios):.3f}, max {max(f.ratios):.3f}; "
           f"{f.within}/{n} within bound + margin ({margin:.2f} s)")
+    print(f"{f.speaker:10s} takeover gap between the owners' adverts / CARP bound over {len(f.gaps)} "
+          f"samples: median {statistics.median(f.gaps):.3f}, min {min(f.gaps):.3f}, max {max(f.gaps):.3f}; "
+          f"{f.gaps_within}/{len(f.gaps)} within what the crash test allows")
     print(f"{f.speaker:10s} failback outage over {len(f.failbacks_ms)} service x VIP samples: "
           f"median {statistics.median(f.failbacks_ms):.0f} ms, max {max(f.failbacks_ms):.0f} ms, "
           f"{sum(1 for x in f.failbacks_ms if x == 0)} at 0 ms; "

@@ -2,7 +2,7 @@
 # Run mailring's tests with the venv that scripts/setup.sh made.
 #   scripts/test.sh unit   the project's own tests: no root, no cluster
 #   scripts/test.sh lab    the cluster suite on the lab driver (needs root), in
-#                          MAILRING_WORKERS (default 3) pytest-xdist workers, a lab each
+#                          MAILRING_WORKERS (default 4) pytest-xdist workers, a lab each
 #   scripts/test.sh all    unit, lint, then the lab suite (CI runs it, then vagrant-smoke)
 #   scripts/test.sh vagrant-smoke
 #                          a subset of the suite on Debian VMs (libvirt, QEMU), with

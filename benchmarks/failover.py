@@ -75,6 +75,7 @@ def crash_cycle(cluster, client: Client, node: str, figures: Figures) -> None:
             cluster.crash(node)
             converge(cluster, failed={node})
             wait_recovered(tl, names, t_crash, max(bound.values()) + margin + 5)
+            heard = watch.stop()  # as the crash test: the watch ends before the boot
             t_boot = tl.now()
         finally:
             if cluster.faults().get(node) == "crashed":
@@ -82,7 +83,6 @@ def crash_cycle(cluster, client: Client, node: str, figures: Figures) -> None:
         converge(cluster, failed=set())
         wait_settled(tl, names, 15)
         ops = tl.stop()
-        heard = watch.stop()
     figures.cycles_s.append(time.perf_counter() - t0)
     failover = outages_of([o for o in ops if o.t < t_boot], names, t_crash, "bench", f"crash {node}", bound)
     failback = outages_of(ops, names, t_boot, "bench", f"boot {node}", bound)

@@ -612,7 +612,7 @@ def adverts(req: dict) -> int:
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_CARP)
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
                     socket.inet_aton(ADVERT_GROUP) + socket.inet_aton(local))
-    sock.settimeout(0.1)
+    sock.settimeout(0.5)  # how soon a stop is seen; adverts wake it at once
     stop = threading.Event()
     out = Lines(stop)
     stop_on_eof_or_signal(stop, need(req, "watch_stdin", bool, True))

@@ -77,13 +77,13 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
             if vip not in mine:
                 assert status.owner(vip) == owner, f"VIP {vip} left {owner}, which did not crash"
         wait_recovered(tl, names, t_crash, max(bound.values()) + margin + 5)
+        heard = watch.stop()  # the takeover is over: nothing more runs on the client at the boot
 
         t_boot = tl.now()
         nemesis.heal(crash)
         converge(cluster, failed=set())
         wait_settled(tl, names, 15)
         ops = tl.stop()
-        heard = watch.stop()
 
     moved = [f"{line} (VIP owned by {before[line.split('@')[1].split(':')[0]]}, which did not crash)"
              for line in failures_of(ops, still_names, t_watch)]

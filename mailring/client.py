@@ -11,11 +11,12 @@ normal result with ``"ok": false``.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from mailring import protocols
 
@@ -125,6 +126,25 @@ def parse_stream(node: str, kind: str, record: Callable[[dict[str, Any]], T], st
     return out
 
 
+class Tail(Generic[T]):
+    """The records of a running streaming probe, each complete line parsed once as its output
+    grows: waits poll ``so_far`` 20 times a second, and parsing the whole output each time
+    (a crash test's timeline reaches thousands of lines) kept a core busy per waiting test."""
+
+    def __init__(self, parse: Callable[[str], list[T]]) -> None:
+        self._parse, self._upto, self._records = parse, 0, []  # type: ignore[var-annotated]
+        self._lock = threading.Lock()
+
+    def update(self, stdout: str) -> list[T]:
+        """The records of every complete line of ``stdout`` (the whole output so far)."""
+        end = stdout.rfind("\n") + 1
+        with self._lock:
+            if end > self._upto:
+                self._records.extend(self._parse(stdout[self._upto:end]))
+                self._upto = end
+            return list(self._records)
+
+
 def parse_timeline(node: str, stdout: str, stderr: str = "", rc: int | None = 0,
                    partial: bool = False) -> list[Op]:
     """The Ops of a timeline's JSON lines (see ``parse_stream``)."""
@@ -145,6 +165,7 @@ class Timeline:
         self._stop_timeout = 3 * timeout + 15
         self._record = record
         self.ops: list[Op] | None = None
+        self._tail = Tail(lambda text: parse_timeline(node, text, partial=True))
 
     def stop(self) -> list[Op]:
         """Close the probe's stdin, wait for it and parse its lines (idempotent); the ops go to
@@ -158,8 +179,7 @@ class Timeline:
 
     def so_far(self) -> list[Op]:
         """The attempts made so far, while the probe keeps running."""
-        return self.ops if self.ops is not None else \
-            parse_timeline(self.node, self.running.peek(), partial=True)
+        return self.ops if self.ops is not None else self._tail.update(self.running.peek())
 
     def now(self) -> float:
         """The probe's clock: when its latest reported attempt completed.
@@ -203,14 +223,20 @@ class Advert:
 def parse_adverts(node: str, stdout: str, stderr: str = "", rc: int | None = 0,
                   partial: bool = False) -> tuple[bool, list[Advert]]:
     """Whether an advert watch's lines say it listens, and the adverts it heard (``parse_stream``)."""
+    lines = advert_lines(node, stdout, stderr, rc, partial)
+    return None in lines, [a for a in lines if a is not None]
+
+
+def advert_lines(node: str, stdout: str, stderr: str = "", rc: int | None = 0,
+                 partial: bool = False) -> list[Advert | None]:
+    """An advert watch's lines as records: None for its "listening" line, else an Advert."""
     def record(obj: dict[str, Any]) -> Advert | None:
         if obj.get("listening"):
             return None
         return Advert(t=float(obj["t"]), src=str(obj["src"]), vhid=int(obj["vhid"]),
                       version=int(obj["version"]), prio=int(obj["prio"]))
 
-    lines = parse_stream(node, "adverts", record, stdout, stderr, rc, partial)
-    return None in lines, [a for a in lines if a is not None]
+    return parse_stream(node, "adverts", record, stdout, stderr, rc, partial)
 
 
 class Adverts:
@@ -220,14 +246,16 @@ class Adverts:
         self.running, self.node = running, node
         self.heard: list[Advert] | None = None
         self.stderr = ""
+        self._tail = Tail(lambda text: advert_lines(node, text, partial=True))
 
     def listening(self) -> bool:
         """Whether the watch has joined the adverts' group (no advert is missed after that)."""
-        return self.heard is not None or parse_adverts(self.node, self.running.peek(), partial=True)[0]
+        return self.heard is not None or None in self._tail.update(self.running.peek())
 
     def so_far(self) -> list[Advert]:
-        return self.heard if self.heard is not None else \
-            parse_adverts(self.node, self.running.peek(), partial=True)[1]
+        if self.heard is not None:
+            return self.heard
+        return [a for a in self._tail.update(self.running.peek()) if a is not None]
 
     def stop(self) -> list[Advert]:
         """Close the watch's stdin, wait for it and parse its lines (idempotent)."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailring.checks import CheckError, NotYet
 from mailring.checks.mailflow import ACCEPTED, Attempt, Verdict, judge
-from mailring.client import ProbeError, parse_stream
+from mailring.client import ProbeError, Tail, parse_stream
 from mailring.polling.wait import eventually
 
 if TYPE_CHECKING:
@@ -73,11 +73,12 @@ class FlowWriter:
         self.running: Running = client.cluster.start(
             client.node, client.cluster.probe_argv() + [json.dumps(req)])
         self.attempts: list[Attempt] | None = None
+        self._tail = Tail(lambda text: parse_attempts(self.topology, self.node, text, partial=True))
 
     def so_far(self) -> list[Attempt]:
         if self.attempts is not None:
             return self.attempts
-        return parse_attempts(self.topology, self.node, self.running.peek(), partial=True)
+        return self._tail.update(self.running.peek())
 
     def wait_for(self, check: Callable[[list[Attempt]], int], at_least: int, deadline_s: float,
                  what: str) -> list[Attempt]:

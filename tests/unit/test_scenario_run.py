@@ -31,6 +31,8 @@ class SimRunning(Running):
         self.done_at: float | None = None
 
     def _lines(self, until: float) -> list[str]:
+        """The probe's lines invoked before ``until``, in time order: a later peek only appends,
+        as a real probe's stdout does."""
         lines, step = [], 1 / self.req["hz"]
         for tgt in self.req["targets"]:
             t = self.t0
@@ -40,9 +42,9 @@ class SimRunning(Running):
                 line = {"t": pt, "end": pt + 0.005, "target": tgt["name"], "type": "ok" if ok else "fail"}
                 if not ok:
                     line["error"] = "timed out"
-                lines.append(json.dumps(line))
+                lines.append(line)
                 t += step
-        return lines
+        return [json.dumps(x) for x in sorted(lines, key=lambda x: x["t"])]
 
     def peek(self) -> str:
         return "".join(x + "\n" for x in self._lines(time.time()))

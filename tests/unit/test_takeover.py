@@ -14,7 +14,7 @@ from probe_servers import PROBE
 
 from mailring import probe
 from mailring.checks.takeover import takeovers_of
-from mailring.client import Advert, ProbeError, parse_adverts, probe_request
+from mailring.client import Advert, ProbeError, Tail, parse_adverts, probe_request
 from mailring.speakers import SPEAKERS
 from mailring.topology import load
 from tests.unit.pinned import TOPOLOGY
@@ -125,3 +125,17 @@ def test_a_watch_that_heard_nobody_fails_and_says_why(topo) -> None:
     heard = adverts(str(topo.node("mail02").address), 3, 0.4, 10.4)
     rows = takeovers_of(heard, topo, "mail02", ["192.168.56.103"], 10.5, KEEPALIVED)
     assert "heard no advert from mail01 after mail02 crashed" in rows[0].problem()
+
+
+def test_a_tail_parses_each_complete_line_once_as_the_output_grows() -> None:
+    seen: list[str] = []
+
+    def parse(text: str) -> list[str]:
+        seen.append(text)
+        return text.splitlines()
+
+    tail = Tail(parse)
+    assert tail.update("a\nb") == ["a"]
+    assert tail.update("a\nb\nc\n") == ["a", "b", "c"]
+    assert tail.update("a\nb\nc\n") == ["a", "b", "c"]
+    assert seen == ["a\n", "b\nc\n"]

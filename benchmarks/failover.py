@@ -27,6 +27,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
+from mailring.adverts import watch_adverts
 from mailring.checks.takeover import addresses_of, takeovers_of
 from mailring.checks.timelines import HZ, PROBE_TIMEOUT_S, margin_s, outages_of, targets_for
 from mailring.client import Client
@@ -66,7 +67,7 @@ def crash_cycle(cluster, client: Client, node: str, figures: Figures) -> None:
     t0 = time.perf_counter()
     owner = addresses_of(topo, node)
     sources = owner.union(*(addresses_of(topo, topo.expected_owner(v, {node}) or node) for v in mine))
-    with client.adverts(sorted(sources), max_seconds=120) as watch, \
+    with watch_adverts(client, sorted(sources), max_seconds=120) as watch, \
             client.timeline(targets, hz=HZ, timeout=PROBE_TIMEOUT_S, max_seconds=120) as tl:
         try:
             wait_sampling(tl, names, minimum=10)  # outages_of needs 10 attempts before the boot

@@ -20,7 +20,7 @@ from mailring.checks.timelines import SLACK_S
 from mailring.speakers import Speaker
 
 if TYPE_CHECKING:
-    from mailring.client import Advert
+    from mailring.adverts import Advert
     from mailring.topology import Topology
 
 

@@ -10,7 +10,8 @@ from mailring.checks.timelines import not_recovered, short_of
 from mailring.polling.wait import eventually
 
 if TYPE_CHECKING:
-    from mailring.client import Adverts, Timeline
+    from mailring.adverts import Adverts
+    from mailring.client import Timeline
 
 
 def wait_sampling(tl: Timeline, names: list[str], minimum: int = 3, deadline_s: float = 15) -> None:

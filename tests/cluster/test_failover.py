@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import pytest
 
+from mailring.adverts import watch_adverts
 from mailring.checks.takeover import addresses_of, takeovers_of
 from mailring.checks.timelines import (
     failback_allowed_s,
@@ -59,7 +60,7 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
     owner_addresses = addresses_of(topology, mail_node)
     heard_from = owner_addresses.union(*(addresses_of(topology, after[v]) for v in mine))
 
-    with client.adverts(sorted(heard_from)) as watch, \
+    with watch_adverts(client, sorted(heard_from)) as watch, \
             client.timeline(targets + still_targets, hz=hz, timeout=timeout, max_seconds=600) as tl:
         # the outage judge needs 10 attempts per target before the boot: take them as a
         # baseline before the crash (half a second on the lab, 5 s at the VMs' 2 Hz)

@@ -13,8 +13,9 @@ import pytest
 from probe_servers import PROBE
 
 from mailring import probe
+from mailring.adverts import Advert, parse_adverts
 from mailring.checks.takeover import takeovers_of
-from mailring.client import Advert, ProbeError, Tail, parse_adverts, probe_request
+from mailring.client import ProbeError, Tail, probe_request
 from mailring.speakers import SPEAKERS
 from mailring.topology import load
 from tests.unit.pinned import TOPOLOGY

@@ -93,7 +93,7 @@ def crash_cycle(cluster, client: Client, node: str, figures: Figures) -> None:
         figures.ratios.append(worst / (bound[vip] * 1000))
         figures.within += worst <= (bound[vip] + margin) * 1000
     figures.failbacks_ms.extend(r.outage_ms if r.outage_ms is not None else math.inf for r in failback)
-    for tk in takeovers_of(heard, topo, node, mine, t_crash, cluster.carp_speaker):
+    for tk in takeovers_of(heard, topo, node, mine, t_crash, cluster.carp_speaker, cluster.GUEST_LATE_S):
         figures.gaps.append(math.inf if tk.gap_s is None else tk.gap_s / tk.bound_s)
         figures.gaps_within += tk.problem() is None
 

@@ -155,6 +155,9 @@ class Cluster(abc.ABC):
     # says (mailring.polling): the lab answers at once and ucarp never restarts there.
     SWEEP_TIMEOUT_S = 2.0
     SETTLE_S = 0.0
+    # How late a node's CARP timers and adverts may run beyond its speaker's own allowance, as
+    # the client hears them (mailring.checks.takeover): the lab's are the host's own.
+    GUEST_LATE_S = 0.0
     # How many holder reads a HolderWatch must have made for its "never two holders" to count
     # (mailring.polling.holders): the lab's status() takes milliseconds.
     HOLDER_SAMPLES = 20

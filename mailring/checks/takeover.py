@@ -62,8 +62,10 @@ class Takeover:
 
 
 def takeovers_of(adverts: Iterable[Advert], topo: Topology, crashed: str, vips: list[str],
-                 since: float, speaker: Speaker) -> list[Takeover]:
-    """A Takeover per VIP of ``vips`` (owned by ``crashed``, crashed at ``since``)."""
+                 since: float, speaker: Speaker, guest_s: float = 0.0) -> list[Takeover]:
+    """A Takeover per VIP of ``vips`` (owned by ``crashed``, crashed at ``since``). ``guest_s``
+    widens both sides by how late an emulated guest's timers and packets run (the driver's
+    ``Cluster.GUEST_LATE_S``; the lab's 0)."""
     heard = list(adverts)
     old = addresses_of(topo, crashed)
     rows = []
@@ -80,7 +82,8 @@ def takeovers_of(adverts: Iterable[Advert], topo: Topology, crashed: str, vips: 
         rank = topo.takeover_rank(vip, {crashed})
         rows.append(Takeover(str(vip.address), vip.vhid, crashed, new, last_old, first_new,
                              topo.failover_bound_s(vip, {crashed}),
-                             speaker.deadline_extra_s(topo.advbase, rank)))
+                             speaker.deadline_extra_s(topo.advbase, rank) + guest_s,
+                             SLACK_S + guest_s))
     return rows
 
 

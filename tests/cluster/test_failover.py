@@ -97,7 +97,8 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
         outages.record(row)
         ms = "never recovered" if row.outage_ms is None else f"{row.outage_ms:.0f}"
         record_property(f"outage {row.fault} {row.service}@{row.vip}", f"{ms} ms, bound {row.bound_ms:.0f}")
-    takeovers = takeovers_of(heard, topology, mail_node, mine, t_crash, cluster.carp_speaker)
+    takeovers = takeovers_of(heard, topology, mail_node, mine, t_crash, cluster.carp_speaker,
+                             cluster.GUEST_LATE_S)
     for tk in takeovers:
         gap = "none" if tk.gap_s is None else f"{tk.gap_s * 1000:.0f} ms"
         record_property(f"takeover {tk.vip} {tk.old}->{tk.new}", f"{gap} between adverts, "

@@ -140,3 +140,14 @@ def test_a_tail_parses_each_complete_line_once_as_the_output_grows() -> None:
     assert tail.update("a\nb\nc\n") == ["a", "b", "c"]
     assert tail.update("a\nb\nc\n") == ["a", "b", "c"]
     assert seen == ["a\n", "b\nc\n"]
+
+
+def test_an_emulated_guest_widens_both_sides(topo) -> None:
+    bound = topo.failover_bound_s("192.168.56.103", {"mail02"})
+    heard, crash = heard_for_crash(topo, bound + 2.45)  # the VM smoke's 5522 ms
+    assert takeovers_of(heard, topo, "mail02", ["192.168.56.103"], crash, UCARP)[0].problem() is not None
+    assert takeovers_of(heard, topo, "mail02", ["192.168.56.103"], crash, UCARP, 2.0)[0].problem() is None
+    heard, crash = heard_for_crash(topo, bound - 1.0)
+    assert takeovers_of(heard, topo, "mail02", ["192.168.56.103"], crash, UCARP, 2.0)[0].problem() is None
+    heard, crash = heard_for_crash(topo, bound + 4.5)
+    assert takeovers_of(heard, topo, "mail02", ["192.168.56.103"], crash, UCARP, 2.0)[0].problem() is not None

@@ -27,4 +27,4 @@ def greeting_node(topo: Topology, vip: str, service: str, res: dict[str, Any]) -
 def check_deadline_s(topo: Topology) -> float:
     """How long HAProxy may take to notice a server change: (fall or rise) checks + slack."""
     h = topo.haproxy
-    return max(h.down_within_s(), h.up_within_s()) + 3.0
+    return max(h.all_down_within_s(), h.up_within_s()) + 3.0

@@ -61,7 +61,7 @@ def serve_deadline_s(topo: Topology) -> float:
     server DOWN after ``fall`` checks that each may wait the check timeout (a hung daemon), UP
     after ``rise`` checks, plus the client-side margin (ARP, probe timeout, scheduling)."""
     h = topo.haproxy
-    return max(h.down_within_s(hung=True), h.up_within_s()) + margin_s(topo)
+    return max(h.all_down_within_s(hung=True), h.up_within_s()) + margin_s(topo)
 
 
 def wait_owners(watch: HolderWatch, since: float, owners: dict[str, str | None],

@@ -51,7 +51,7 @@ def ring(n: int, base: Path = DEFAULT_TOPOLOGY) -> dict:
     # their first check and are then checked at the fast interval: unscaled, 250 ms, a 50-ring
     # took 29 s to come up instead of 19)
     for key, default in (("check_interval_ms", 1000), ("fast_interval_ms", None),
-                         ("down_interval_ms", None)):
+                         ("down_interval_ms", None), ("backup_interval_ms", None)):
         interval = data.setdefault("haproxy", {}).get(key, default)
         if interval is not None:
             data["haproxy"][key] = min(60000, max(interval, interval * n * n // 25))

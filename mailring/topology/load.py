@@ -290,7 +290,7 @@ def _build(path: Path, f: TopologyFile) -> Topology:
         },
         haproxy=HaproxyTuning(f.haproxy.check_interval_ms, f.haproxy.fall, f.haproxy.rise,
                               f.haproxy.check_timeout_ms, f.haproxy.fast_interval_ms,
-                              f.haproxy.down_interval_ms),
+                              f.haproxy.down_interval_ms, f.haproxy.backup_interval_ms),
         dns=Dns(
             zone=f.dns.zone,
             ttl=f.dns.ttl,

@@ -82,9 +82,10 @@ class Dns:
 
 @dataclass(frozen=True)
 class HaproxyTuning:
-    """HAProxy's health checks: ``inter`` while a server's state is settled, ``fastinter``
-    between the checks that confirm a change (``fall`` failures, ``rise`` passes), ``downinter``
-    while it is DOWN. Unset, the last two are ``inter`` (HAProxy's defaults)."""
+    """HAProxy's health checks: ``inter`` while a server's state is settled (the backups' own
+    ``inter`` for the other nodes' servers), ``fastinter`` between the checks that confirm a
+    change (``fall`` failures, ``rise`` passes), ``downinter`` while it is DOWN. Unset, the
+    backups' interval is the local one's, and the last two are ``inter`` (HAProxy's defaults)."""
 
     check_interval_ms: int
     fall: int
@@ -92,6 +93,11 @@ class HaproxyTuning:
     check_timeout_ms: int = 2000
     fast_interval_ms: int | None = None
     down_interval_ms: int | None = None
+    backup_interval_ms: int | None = None
+
+    @property
+    def backup_ms(self) -> int:
+        return self.backup_interval_ms or self.check_interval_ms
 
     @property
     def fast_ms(self) -> int:
@@ -101,12 +107,19 @@ class HaproxyTuning:
     def down_ms(self) -> int:
         return self.down_interval_ms or self.check_interval_ms
 
-    def down_within_s(self, hung: bool = False) -> float:
+    def down_within_s(self, hung: bool = False, backup: bool = False) -> float:
         """The longest a server that stopped answering stays UP: the next check comes within
-        ``inter``, then ``fall`` - 1 more ``fastinter`` apart; each of them waits the check
-        timeout first when the daemon is hung (a port open, nothing answering)."""
+        ``inter`` (the backups' on another node's HAProxy), then ``fall`` - 1 more ``fastinter``
+        apart; each of them waits the check timeout first when the daemon is hung (a port open,
+        nothing answering)."""
         wait = self.check_timeout_ms if hung else 0
-        return (self.check_interval_ms + (self.fall - 1) * self.fast_ms + self.fall * wait) / 1000
+        inter = self.backup_ms if backup else self.check_interval_ms
+        return (inter + (self.fall - 1) * self.fast_ms + self.fall * wait) / 1000
+
+    def all_down_within_s(self, hung: bool = False) -> float:
+        """The longest until every HAProxy of the ring, its own and the others', marks a server
+        that stopped answering DOWN."""
+        return max(self.down_within_s(hung), self.down_within_s(hung, backup=True))
 
     def up_within_s(self) -> float:
         """The longest a DOWN server that answers again stays DOWN: the next check within

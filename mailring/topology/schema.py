@@ -79,6 +79,9 @@ class CarpSpec(Strict):
 
 class HaproxySpec(Strict):
     check_interval_ms: Annotated[int, Field(ge=100, le=60000)] = 1000
+    # the backups' interval at rest (another node's server is needed only when the local one
+    # is down); unset, check_interval_ms
+    backup_interval_ms: Annotated[int, Field(ge=100, le=60000)] | None = None
     # how long one check may wait for the daemon's answer (HAProxy's timeout check)
     check_timeout_ms: Annotated[int, Field(ge=100, le=60000)] = 2000
     # HAProxy's fastinter (between the checks confirming a change) and downinter (while a

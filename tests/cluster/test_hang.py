@@ -45,7 +45,7 @@ def hung_check_bound_s(topology) -> float:
     """How long every HAProxy may take to mark a hung daemon DOWN: the check in flight or due
     (one interval), then ``fall`` checks that each wait out the check timeout
     (``HaproxyTuning.down_within_s``)."""
-    return topology.haproxy.down_within_s(hung=True) + MARGIN_S
+    return topology.haproxy.all_down_within_s(hung=True) + MARGIN_S
 
 
 def test_a_hung_postfix_on_a_vip_owner_is_marked_down_by_every_haproxy_and_backups_serve(

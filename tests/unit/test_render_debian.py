@@ -259,6 +259,23 @@ def test_checks_run_at_the_topologys_three_intervals(bundles, tmp_path) -> None:
     assert f"inter {inter} fastinter {inter} downinter {inter} " in cfg.read_text()
 
 
+def test_backups_are_checked_at_the_backup_interval_and_the_local_server_at_inter(bundles, tmp_path) -> None:
+    h = RING.haproxy
+    assert h.backup_ms != h.check_interval_ms, "topology.yaml sets its own backup interval"
+    servers = [line.split() for line in (bundles["mail01"] / "etc/haproxy/haproxy.cfg").read_text().splitlines()
+               if line.strip().startswith("server ") and " check" in line]
+    assert servers
+    for words in servers:
+        backup = "backup" in words
+        assert (f"{h.backup_ms}ms" in words) == backup, words  # the local one: default-server's inter
+        assert ("inter" in words) == backup, words
+    data = yaml.safe_load(DEFAULT_TOPOLOGY.read_text())
+    del data["haproxy"]["backup_interval_ms"]
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(data))
+    cfg = render(load(tmp_path / "plain.yaml"), "debian", tmp_path / "out")["mail01"] / "etc/haproxy/haproxy.cfg"
+    assert not [line for line in cfg.read_text().splitlines() if line.strip().startswith("server ") and " inter " in line]
+
+
 def test_client_aliases_are_added_at_boot(bundles) -> None:
     services = yaml.safe_load((bundles["client01"] / "etc/mailring/services.yaml").read_text())
     argv = services["aliases"][0]

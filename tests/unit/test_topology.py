@@ -165,8 +165,8 @@ def test_generated_ring_of_five_is_the_fixture_and_larger_rings_validate(tmp_pat
         assert big.expected_owner(first, {dead}) != big.expected_owner(second, {dead})
     # 16 times the checkers and servers: every check interval 16 times as long
     h, h5 = big.haproxy, five.haproxy
-    assert (h.check_interval_ms, h.fast_ms, h.down_ms) == (
-        16 * h5.check_interval_ms, 16 * h5.fast_ms, 16 * h5.down_ms)
+    assert (h.check_interval_ms, h.fast_ms, h.down_ms, h.backup_ms) == (
+        16 * h5.check_interval_ms, 16 * h5.fast_ms, 16 * h5.down_ms, 16 * h5.backup_ms)
 
 
 # -- extends: and aliases --------------------------------------------------------
@@ -243,5 +243,18 @@ def test_check_timing_follows_haproxys_three_intervals() -> None:
     assert h.down_within_s(hung=True) == 5.25  # and each of the two waits out the timeout
     assert h.up_within_s() == 1.0  # the next check within downinter, two more at fastinter
     plain = HaproxyTuning(check_interval_ms=500, fall=2, rise=2)
-    assert (plain.fast_ms, plain.down_ms) == (500, 500)  # HAProxy's defaults: inter
-    assert plain.down_within_s() == plain.up_within_s() == 1.0
+    assert (plain.fast_ms, plain.down_ms, plain.backup_ms) == (500, 500, 500)  # HAProxy's defaults: inter
+    assert plain.down_within_s() == plain.up_within_s() == plain.all_down_within_s() == 1.0
+
+
+def test_backups_are_checked_at_their_own_interval_and_every_haproxy_waits_for_the_slower() -> None:
+    from mailring.topology.model import HaproxyTuning
+
+    h = HaproxyTuning(check_interval_ms=1000, fall=2, rise=2, check_timeout_ms=2000,
+                      fast_interval_ms=250, down_interval_ms=500, backup_interval_ms=3000)
+    assert h.down_within_s() == 1.25  # the node's own HAProxy
+    assert h.down_within_s(backup=True) == 3.25  # another node's, where it is a backup
+    assert h.all_down_within_s() == 3.25 and h.all_down_within_s(hung=True) == 7.25
+    assert h.up_within_s() == 0.75  # a DOWN server is checked at downinter, backup or not
+    quick = HaproxyTuning(check_interval_ms=2000, fall=2, rise=2, backup_interval_ms=500)
+    assert quick.all_down_within_s() == quick.down_within_s() == 4.0  # the slower of the two

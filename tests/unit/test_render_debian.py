@@ -262,7 +262,8 @@ def test_checks_run_at_the_topologys_three_intervals(bundles, tmp_path) -> None:
 def test_backups_are_checked_at_the_backup_interval_and_the_local_server_at_inter(bundles, tmp_path) -> None:
     h = RING.haproxy
     assert h.backup_ms != h.check_interval_ms, "topology.yaml sets its own backup interval"
-    servers = [line.split() for line in (bundles["mail01"] / "etc/haproxy/haproxy.cfg").read_text().splitlines()
+    cfg = (bundles["mail01"] / "etc/haproxy/haproxy.cfg").read_text()
+    servers = [line.split() for line in cfg.splitlines()
                if line.strip().startswith("server ") and " check" in line]
     assert servers
     for words in servers:
@@ -272,8 +273,9 @@ def test_backups_are_checked_at_the_backup_interval_and_the_local_server_at_inte
     data = yaml.safe_load(DEFAULT_TOPOLOGY.read_text())
     del data["haproxy"]["backup_interval_ms"]
     (tmp_path / "plain.yaml").write_text(yaml.safe_dump(data))
-    cfg = render(load(tmp_path / "plain.yaml"), "debian", tmp_path / "out")["mail01"] / "etc/haproxy/haproxy.cfg"
-    assert not [line for line in cfg.read_text().splitlines() if line.strip().startswith("server ") and " inter " in line]
+    plain = render(load(tmp_path / "plain.yaml"), "debian", tmp_path / "out")["mail01"]
+    lines = (plain / "etc/haproxy/haproxy.cfg").read_text().splitlines()
+    assert not [line for line in lines if line.strip().startswith("server ") and " inter " in line]
 
 
 def test_client_aliases_are_added_at_boot(bundles) -> None:

@@ -208,7 +208,8 @@ class LabCluster(Cluster):
         self.check_node(node)
         if (pid := self._inits.known(node)) is not None:
             return pid
-        if (pid := self._inits.remember(node, procs.netns_pids(self.names.netns(node)))) is not None:
+        crashed = self.faults().get(node) == "crashed"  # no process left: no /proc scan to tell
+        if not crashed and (pid := self._inits.remember(node, procs.netns_pids(self.names.netns(node)))):
             return pid
         if self.names.netns(node) not in netns.existing():
             raise TransportError(f"lab {self.lab} is not up (no namespace {self.names.netns(node)}); "
@@ -375,9 +376,15 @@ class LabCluster(Cluster):
     def status(self) -> Status:
         faults = self.faults()
         nodes, holders = {}, {str(v.address): [] for v in self.topology.vips}
-        # a node whose init is known and alive has a process; only the others cost a /proc scan
+        # a node whose init is known and alive has a process; a node with a recorded fault
+        # takes its state from the record (a crashed one has none: its namespace need only
+        # exist); only the others cost a /proc scan, which a crash test's watches would
+        # otherwise repeat on every look (10-30 ms of CPU each)
         pids = {self.names.netns(n): [pid] for n in self.topology.nodes
                 if (pid := self._inits.known(n)) is not None}
+        for n in faults:
+            if (ns := self.names.netns(n)) not in pids and netns.inode_link(ns) is not None:
+                pids[ns] = []
         unknown = [n for n in self.topology.nodes if self.names.netns(n) not in pids]
         for ns, found in netns.pids_by_namespace(self.names.netns(n) for n in unknown).items():
             pids[ns] = found

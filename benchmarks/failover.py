@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 from mailring.adverts import watch_adverts
-from mailring.checks.takeover import addresses_of, takeovers_of
+from mailring.checks.takeover import crash_sources, takeovers_of
 from mailring.checks.timelines import HZ, PROBE_TIMEOUT_S, margin_s, outages_of, targets_for
 from mailring.client import Client
 from mailring.cluster import open_cluster
@@ -65,13 +65,12 @@ def crash_cycle(cluster, client: Client, node: str, figures: Figures) -> None:
     margin = margin_s(topo, cluster.carp_speaker)
     converge(cluster, failed=set())
     t0 = time.perf_counter()
-    owner = addresses_of(topo, node)
-    sources = owner.union(*(addresses_of(topo, topo.expected_owner(v, {node}) or node) for v in mine))
-    with watch_adverts(client, sorted(sources), max_seconds=120) as watch, \
+    sources, owned = crash_sources(topo, node)
+    with watch_adverts(client, sources, max_seconds=120) as watch, \
             client.timeline(targets, hz=HZ, timeout=PROBE_TIMEOUT_S, max_seconds=120) as tl:
         try:
             wait_sampling(tl, names, minimum=10)  # outages_of needs 10 attempts before the boot
-            wait_heard(watch, {topo.vip(v).vhid: owner for v in mine}, 3 * topo.advbase + 10)
+            wait_heard(watch, owned, 3 * topo.advbase + 10)
             t_crash = tl.now()
             cluster.crash(node)
             converge(cluster, failed={node})

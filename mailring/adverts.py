@@ -31,10 +31,9 @@ class Advert:
 
 
 def parse_adverts(node: str, stdout: str, stderr: str = "", rc: int | None = 0,
-                  partial: bool = False) -> tuple[bool, list[Advert]]:
-    """Whether an advert watch's lines say it listens, and the adverts it heard (``parse_stream``)."""
-    lines = advert_lines(node, stdout, stderr, rc, partial)
-    return None in lines, [a for a in lines if a is not None]
+                  partial: bool = False) -> list[Advert]:
+    """The adverts an advert watch heard (``parse_stream``)."""
+    return [a for a in advert_lines(node, stdout, stderr, rc, partial) if a is not None]
 
 
 def advert_lines(node: str, stdout: str, stderr: str = "", rc: int | None = 0,
@@ -55,7 +54,6 @@ class Adverts:
     def __init__(self, running: Running, node: str) -> None:
         self.running, self.node = running, node
         self.heard: list[Advert] | None = None
-        self.stderr = ""
         self._tail = Tail(lambda text: advert_lines(node, text, partial=True))
 
     def listening(self) -> bool:
@@ -71,8 +69,7 @@ class Adverts:
         """Close the watch's stdin, wait for it and parse its lines (idempotent)."""
         if self.heard is None:
             res = self.running.stop(timeout=15)
-            self.stderr = res.stderr
-            self.heard = parse_adverts(self.node, res.stdout, res.stderr, res.rc)[1]
+            self.heard = parse_adverts(self.node, res.stdout, res.stderr, res.rc)
         return self.heard
 
     def __enter__(self) -> Adverts:

@@ -91,3 +91,14 @@ def addresses_of(topo: Topology, node: str) -> set[str]:
     """The addresses ``node``'s adverts may come from (its address and aliases on the cluster network)."""
     n = topo.node(node)
     return {str(a) for a in (n.address, *n.aliases)}
+
+
+def crash_sources(topo: Topology, node: str) -> tuple[list[str], dict[int, set[str]]]:
+    """What a watch must hear to judge a crash of ``node``: the addresses of the node and of
+    each of its VIPs' next owners, and per vhid of its VIPs the node's own addresses (the
+    adverts ``wait_heard`` waits for before the crash)."""
+    owner = addresses_of(topo, node)
+    mine = topo.vips_owned_by(node)
+    heirs = {topo.expected_owner(str(v.address), {node}) or node for v in mine}
+    sources = owner.union(*(addresses_of(topo, h) for h in heirs))
+    return sorted(sources), {v.vhid: owner for v in mine}

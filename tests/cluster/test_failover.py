@@ -23,7 +23,7 @@ from __future__ import annotations
 import pytest
 
 from mailring.adverts import watch_adverts
-from mailring.checks.takeover import addresses_of, takeovers_of
+from mailring.checks.takeover import crash_sources, takeovers_of
 from mailring.checks.timelines import (
     failback_allowed_s,
     failures_of,
@@ -57,17 +57,15 @@ def test_crash_fails_over_to_both_neighbours_and_boot_fails_back(
     still_targets = targets_for(topology, still, services=("imap",), hz=min(STILL_HZ, hz))
     still_names = [t["name"] for t in still_targets]
     bound = {v: topology.failover_bound_s(v, {mail_node}) for v in mine}
-    owner_addresses = addresses_of(topology, mail_node)
-    heard_from = owner_addresses.union(*(addresses_of(topology, after[v]) for v in mine))
+    heard_from, owned = crash_sources(topology, mail_node)
 
-    with watch_adverts(client, sorted(heard_from)) as watch, \
+    with watch_adverts(client, heard_from) as watch, \
             client.timeline(targets + still_targets, hz=hz, timeout=timeout, max_seconds=600) as tl:
         # the outage judge needs 10 attempts per target before the boot: take them as a
         # baseline before the crash (half a second on the lab, 5 s at the VMs' 2 Hz)
         wait_sampling(tl, names, minimum=10, deadline_s=30)
         wait_sampling(tl, still_names)
-        wait_heard(watch, {topology.vip(v).vhid: owner_addresses for v in mine},
-                   3 * topology.advbase + 10)
+        wait_heard(watch, owned, 3 * topology.advbase + 10)
         t_watch = t_crash = tl.now()  # the probe's clock, as its ops (a VM's is its own)
         crash = nemesis.crash(mail_node)
         status = converge(cluster, failed={mail_node})

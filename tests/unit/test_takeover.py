@@ -13,8 +13,8 @@ import pytest
 from probe_servers import PROBE
 
 from mailring import probe
-from mailring.adverts import Advert, parse_adverts
-from mailring.checks.takeover import takeovers_of
+from mailring.adverts import Advert, advert_lines, parse_adverts
+from mailring.checks.takeover import addresses_of, crash_sources, takeovers_of
 from mailring.client import ProbeError, Tail, probe_request
 from mailring.speakers import SPEAKERS
 from mailring.topology import load
@@ -63,11 +63,10 @@ def test_the_watch_lines_say_it_listens_and_what_it_heard() -> None:
     lines = [{"listening": True, "t": 1.0},
              {"t": 2.0, "src": "192.168.56.12", "vhid": 3, "version": 3, "prio": 255}]
     out = "".join(json.dumps(x) + "\n" for x in lines)
-    assert parse_adverts("client01", out, partial=True) == \
-        (True, [Advert(2.0, "192.168.56.12", 3, 3, 255)])
-    assert parse_adverts("client01", "", partial=True) == (False, [])
+    assert advert_lines("client01", out, partial=True) == [None, Advert(2.0, "192.168.56.12", 3, 3, 255)]
+    assert advert_lines("client01", "", partial=True) == []  # not listening yet
     done = out + json.dumps({"done": True, "attempts": 2}) + "\n"
-    assert parse_adverts("client01", done)[1] == [Advert(2.0, "192.168.56.12", 3, 3, 255)]
+    assert parse_adverts("client01", done) == [Advert(2.0, "192.168.56.12", 3, 3, 255)]
     with pytest.raises(ProbeError, match="without its done line"):
         parse_adverts("client01", out)
 
@@ -151,3 +150,14 @@ def test_an_emulated_guest_widens_both_sides(topo) -> None:
     assert takeovers_of(heard, topo, "mail02", ["192.168.56.103"], crash, UCARP, 2.0)[0].problem() is None
     heard, crash = heard_for_crash(topo, bound + 4.5)
     assert takeovers_of(heard, topo, "mail02", ["192.168.56.103"], crash, UCARP, 2.0)[0].problem() is not None
+
+
+def test_a_crash_is_heard_from_the_owner_and_each_next_owner() -> None:
+    topo = load(TOPOLOGY)
+    node = topo.mail_nodes[1].name
+    sources, owned = crash_sources(topo, node)
+    mine = topo.vips_owned_by(node)
+    heirs = {topo.expected_owner(str(v.address), {node}) for v in mine}
+    assert len(heirs) == 2 and node not in heirs  # the ring: two different neighbours
+    assert set(sources) == addresses_of(topo, node).union(*(addresses_of(topo, h) for h in heirs))
+    assert owned == {v.vhid: addresses_of(topo, node) for v in mine} and len(owned) == 2

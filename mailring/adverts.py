@@ -8,10 +8,9 @@ last advert of a vhid and the new owner's first is the speaker's master-down tim
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from mailring.client import Host, Tail, parse_stream, probe_request
+from mailring.client import Host, Stopped, Tail, parse_stream, probe_request
 
 if TYPE_CHECKING:
     from mailring.client import Client
@@ -48,7 +47,7 @@ def advert_lines(node: str, stdout: str, stderr: str = "", rc: int | None = 0,
     return parse_stream(node, "adverts", record, stdout, stderr, rc, partial)
 
 
-class Adverts:
+class Adverts(Stopped):
     """A running advert watch on the client (probe kind ``adverts``); ``stop()`` returns them."""
 
     def __init__(self, running: Running, node: str) -> None:
@@ -71,17 +70,6 @@ class Adverts:
             res = self.running.stop(timeout=15)
             self.heard = parse_adverts(self.node, res.stdout, res.stderr, res.rc)
         return self.heard
-
-    def __enter__(self) -> Adverts:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        try:
-            self.stop()
-        except Exception:  # noqa: BLE001 - the test already failed: keep its error
-            if exc_type is None:
-                raise
 
 
 def watch_adverts(client: Client, sources: list[Host], max_seconds: float = 600) -> Adverts:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from mailring import protocols
 
@@ -156,7 +156,26 @@ def parse_timeline(node: str, stdout: str, stderr: str = "", rc: int | None = 0,
     return parse_stream(node, "timeline", op, stdout, stderr, rc, partial)
 
 
-class Timeline:
+class Stopped:
+    """A with-block for a running probe's handle: it ends in ``stop()``; when the block failed,
+    a failing stop does not hide the block's own error."""
+
+    def stop(self) -> Any:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            self.stop()
+        except Exception:  # noqa: BLE001 - the block already failed: keep its error
+            if exc_type is None:
+                raise
+
+
+class Timeline(Stopped):
     """A running timeline probe; ``stop()`` ends it and returns every attempt as an ``Op``."""
 
     def __init__(self, running: Running, node: str, targets: list[dict[str, Any]],
@@ -193,19 +212,6 @@ class Timeline:
         if not ops:
             raise RuntimeError(f"the timeline probe on {self.node} has made no attempt yet")
         return max(o.end for o in ops)
-
-    def __enter__(self) -> Timeline:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.stop()
-            return
-        try:  # the test already failed: stop the probe, keep the original error
-            self.stop()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 class Held:

@@ -177,3 +177,20 @@ def test_writer_rejects_a_malformed_request(bad: dict) -> None:
     req = {"kind": "writer", "port": 25, "from": "a@x", "to": "b@x", "prefix": "p", **bad}
     res = subprocess.run([sys.executable, PROBE, json.dumps(req)], capture_output=True, text=True, timeout=30)
     assert res.returncode == 2 and "bad request" in res.stderr
+
+
+def test_a_probe_handle_stops_at_the_end_of_its_block_and_keeps_the_blocks_own_error() -> None:
+    from mailring.client import Stopped
+
+    class Failing(Stopped):
+        stops = 0
+
+        def stop(self) -> None:
+            Failing.stops += 1
+            raise RuntimeError("the probe's stop failed")
+
+    with pytest.raises(RuntimeError, match="stop failed"), Failing():
+        pass  # a clean block: the stop's failure is the error
+    with pytest.raises(KeyError, match="the test's own"), Failing():
+        raise KeyError("the test's own")
+    assert Failing.stops == 2

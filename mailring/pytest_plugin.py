@@ -215,7 +215,7 @@ class SecondClusters:
     by every test that asks for the same file under the same name, and taken down (logs
     collected first) once this process goes on to a test in another file that does not use
     the factory (``pytest_runtest_teardown``), so its load never skews the timings of the tests
-    after it. A lab at rest is not free: its HAProxies' health checks cost a sixth of a core."""
+    after it. A lab at rest is not free: its HAProxies' health checks cost about a fifteenth of a core."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config

@@ -23,7 +23,7 @@ unset PYTHONDONTWRITEBYTECODE
 mkdir -p runs
 junit() { echo "--junitxml=runs/junit-$1.xml"; }
 # the lab suite mostly waits on protocol timers: four labs side by side on two cores (an idle
-# lab takes about a tenth of a core, most of it HAProxy's checks). Each worker gets its next
+# lab takes about a fifteenth of a core, most of it HAProxy's checks). Each worker gets its next
 # test when it is nearly done (loadgroup: the tests on the PROXY-off second lab stay in one
 # worker); the plugin orders the long tests first, so the quick ones even out the ends.
 workers="-n ${MAILRING_WORKERS:-4} --dist loadgroup"

@@ -66,3 +66,31 @@ def test_a_process_dying_while_its_status_is_read_has_no_nspid(monkeypatch) -> N
     monkeypatch.setattr(Path, "read_text", dying)
     assert procs.nspid(os.getpid()) is None
     assert procs.Inits().remember("mail01", [os.getpid()]) is None
+
+
+def test_processes_scan_proc_only_for_nodes_neither_known_nor_recorded(monkeypatch) -> None:
+    """A known init answers for its node, a node with a recorded fault (a crash) is taken from
+    the record if its namespace exists, and only the rest cost a /proc scan."""
+    from mailring.drivers.lab import netns, procs
+
+    child = subprocess.Popen(["sleep", "30"])
+    scanned: list[list[str]] = []
+
+    def scan(names):
+        names = list(names)
+        scanned.append(names)
+        return {ns: [4242] for ns in names if ns != "ns-gone"}
+
+    try:
+        monkeypatch.setattr(procs, "nspid", lambda pid: 1)
+        monkeypatch.setattr(netns, "pids_by_namespace", scan)
+        monkeypatch.setattr(netns, "inode_link", lambda ns: None if ns == "ns-gone" else f"net:[{ns}]")
+        inits = procs.Inits()
+        inits.remember("mail01", [child.pid])
+        spaces = {"mail01": "ns1", "mail02": "ns2", "mail03": "ns3", "mail04": "ns-gone"}
+        pids = inits.processes(spaces, recorded=["mail02", "mail04"])
+        assert pids == {"ns1": [child.pid], "ns2": [], "ns3": [4242]}, pids
+        assert scanned == [["ns3"]], "only the node neither known nor recorded is looked for"
+    finally:
+        child.kill()
+        child.wait()

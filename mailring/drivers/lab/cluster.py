@@ -376,20 +376,7 @@ class LabCluster(Cluster):
     def status(self) -> Status:
         faults = self.faults()
         nodes, holders = {}, {str(v.address): [] for v in self.topology.vips}
-        # a node whose init is known and alive has a process; a node with a recorded fault
-        # takes its state from the record (a crashed one has none: its namespace need only
-        # exist); only the others cost a /proc scan, which a crash test's watches would
-        # otherwise repeat on every look (10-30 ms of CPU each)
-        pids = {self.names.netns(n): [pid] for n in self.topology.nodes
-                if (pid := self._inits.known(n)) is not None}
-        for n in faults:
-            if (ns := self.names.netns(n)) not in pids and netns.inode_link(ns) is not None:
-                pids[ns] = []
-        unknown = [n for n in self.topology.nodes if self.names.netns(n) not in pids]
-        for ns, found in netns.pids_by_namespace(self.names.netns(n) for n in unknown).items():
-            pids[ns] = found
-        for n in unknown:
-            self._inits.remember(n, pids.get(self.names.netns(n), []))
+        pids = self._inits.processes({n: self.names.netns(n) for n in self.topology.nodes}, faults)
         for node in self.topology.nodes.values():
             ns = self.names.netns(node.name)
             if ns not in pids:

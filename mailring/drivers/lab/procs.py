@@ -15,6 +15,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from mailring.cluster import Pipe, Result, Running, TransportError
@@ -59,6 +60,23 @@ class Inits:
         """The init found before, if it is still the same live process."""
         found = self._found.get(node)
         return found[0] if found is not None and start_time(found[0]) == found[1] else None
+
+    def processes(self, spaces: dict[str, str], recorded: Iterable[str]) -> dict[str, list[int]]:
+        """Namespace -> processes, for each node (node -> namespace) whose namespace exists, as
+        far as its state needs them: its init when known and alive; none for a node whose
+        state the record gives (``recorded``: a crashed one has none); a /proc scan only for
+        the others, which a crash test's watches would otherwise repeat on every look
+        (10-30 ms of CPU each)."""
+        pids = {ns: [pid] for node, ns in spaces.items() if (pid := self.known(node)) is not None}
+        recorded = set(recorded)
+        for node in recorded:
+            if (ns := spaces[node]) not in pids and netns.inode_link(ns) is not None:
+                pids[ns] = []
+        unknown = [node for node, ns in spaces.items() if ns not in pids and node not in recorded]
+        pids.update(netns.pids_by_namespace(spaces[node] for node in unknown))
+        for node in unknown:
+            self.remember(node, pids.get(spaces[node], []))
+        return pids
 
     def remember(self, node: str, pids: list[int]) -> int | None:
         """Find the node's init among the processes of its namespace, and remember it."""

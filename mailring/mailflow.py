@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailring.checks import CheckError, NotYet
 from mailring.checks.mailflow import ACCEPTED, Attempt, Verdict, judge
-from mailring.client import ProbeError, Tail, parse_stream
+from mailring.client import ProbeError, Stopped, Tail, parse_stream
 from mailring.polling.wait import eventually
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def accepted_on(attempts: list[Attempt], node: str | None = None, since: float =
             and (node is None or a.node == node) and (other_than is None or a.node != other_than)]
 
 
-class FlowWriter:
+class FlowWriter(Stopped):
     """A running writer; ``so_far()`` while it runs, ``stop()`` for the whole history."""
 
     def __init__(self, client: Client, hosts: list[str] | None = None, name: str | None = None,
@@ -99,16 +99,6 @@ class FlowWriter:
             res = self.running.stop(timeout=self._stop_timeout)
             self.attempts = parse_attempts(self.topology, self.node, res.stdout, res.stderr, res.rc)
         return self.attempts
-
-    def __enter__(self) -> FlowWriter:
-        return self
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        try:
-            self.stop()
-        except Exception:  # noqa: BLE001 - a failing test keeps its own error
-            if exc_type is None:
-                raise
 
 
 def queue_entries(cluster: Cluster, node: str) -> list[dict[str, Any]]:

@@ -16,13 +16,17 @@ node leaves and a backup takes over), the old holder lets go when it hears the
 new one's first advert, and the samples (one node read after the other) may
 catch both for that moment. Only the two nodes of that handover, only that
 VIP, only within its window after the event, are forgiven; any other double
-fails. ``handovers`` lists them for one fault step.
+fails. ``handovers`` lists them for one fault step. The window also reaches a
+grace past the first sample that shows the new holder with the VIP: the
+takeover as it happened, since the new holder's CARP may start late (a VM's
+systemd restarts the ucarp that exited with its link some seconds after the
+link is back). How long the two may overlap is what is judged, not when.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -37,15 +41,41 @@ class Sample:
 
 @dataclass(frozen=True)
 class Handover:
-    """VIP ``vip`` passes between ``nodes`` at ``t``: both may hold it until ``t + window_s``."""
+    """VIP ``vip`` passes between ``nodes`` at ``t``: both may hold it until ``t + window_s``
+    and, once ``to`` (the new holder) is seen with it, for ``grace_s`` after that (``as_seen``)."""
 
     t: float
     vip: str
     nodes: frozenset[str]
     window_s: float
+    to: str | None = None
+    grace_s: float = 0.0
+    seen_at: float | None = None  # when ``to`` was first seen with the VIP (set by ``as_seen``)
 
     def forgives(self, t: float, vip: str, held: tuple[str, ...]) -> bool:
         return vip == self.vip and self.t <= t <= self.t + self.window_s and set(held) <= self.nodes
+
+    def taken(self, samples: Sequence[Sample], until: float = float("inf")) -> float | None:
+        """When the new holder was first seen with the VIP, from ``t`` on and before ``until``
+        (the VIP's next handover); None: never."""
+        if self.to is None:
+            return None
+        return next((s.t for s in samples
+                     if self.t <= s.t < until and self.to in s.holders.get(self.vip, ())), None)
+
+    def as_seen(self, samples: Sequence[Sample], until: float = float("inf")) -> Handover:
+        """This handover with its window reaching ``grace_s`` past the takeover the samples show."""
+        taken = self.taken(samples, until) if self.grace_s else None
+        if taken is None:
+            return self
+        return replace(self, window_s=max(self.window_s, taken + self.grace_s - self.t), seen_at=taken)
+
+
+def as_seen(allowed: Sequence[Handover], samples: Sequence[Sample]) -> list[Handover]:
+    """Every handover as the samples show it, each looking for its takeover only until the
+    same VIP's next handover (a later step's double is that step's own)."""
+    return [h.as_seen(samples, min((o.t for o in allowed if o.vip == h.vip and o.t > h.t),
+                                   default=float("inf"))) for h in allowed]
 
 
 def takeover_window_s(advbase: float) -> float:
@@ -56,25 +86,32 @@ def takeover_window_s(advbase: float) -> float:
 
 
 def owner_changes(before: Mapping[str, str | None], after: Mapping[str, str | None], t: float,
-                  window_s: float) -> list[Handover]:
+                  window_s: float, grace_s: float = 0.0) -> list[Handover]:
     """A Handover for every VIP whose expected owner differs between two owner maps."""
-    return [Handover(t, vip, frozenset(n for n in (before.get(vip), after.get(vip)) if n), window_s)
+    return [Handover(t, vip, frozenset(n for n in (before.get(vip), after.get(vip)) if n), window_s,
+                     after[vip], grace_s)
             for vip in after if before.get(vip) != after[vip]]
 
 
 def handovers(topo: Topology, t: float, failed_before: set[str], failed_after: set[str],
-              done: float | None = None) -> list[Handover]:
+              done: float | None = None, late_s: float = 0.0) -> list[Handover]:
     """The VIPs whose expected owner changes with a step that began at ``t`` (and returned at
-    ``done``: a boot starts CARP only at its end), each forgiven for one takeover after it."""
-    window = (max(done - t, 0.0) if done is not None else 0.0) + takeover_window_s(topo.advbase)
-    return owner_changes(topo.expected_owners(failed_before), topo.expected_owners(failed_after), t, window)
+    ``done``: a boot starts CARP only at its end), each forgiven for one takeover after it, or
+    after the new holder is seen with it, however late (``late_s``: the driver's
+    ``Cluster.GUEST_LATE_S``, how late its nodes may hear an advert)."""
+    takeover = takeover_window_s(topo.advbase)
+    window = (max(done - t, 0.0) if done is not None else 0.0) + takeover
+    return owner_changes(topo.expected_owners(failed_before), topo.expected_owners(failed_after), t, window,
+                         takeover + late_s)
 
 
 def double_holders(samples: list[Sample], since: float | None = None,
                    allowed: tuple[Handover, ...] | list[Handover] = ()) -> list[str]:
     """One line per VIP that two nodes held at once in some sample, but for ``allowed``
-    handovers ([] when no other double was seen)."""
+    handovers as the samples show them (``as_seen``), each with that VIP's forgiven windows
+    ([] when no other double was seen)."""
     start = since if since is not None else (samples[0].t if samples else 0.0)
+    allowed = as_seen(allowed, samples)
     seen: dict[str, list[Sample]] = {}
     for s in samples:
         for vip, held in s.holders.items():
@@ -84,8 +121,17 @@ def double_holders(samples: list[Sample], since: float | None = None,
     for vip, hits in sorted(seen.items()):
         who = sorted({n for h in hits for n in h.holders[vip]})
         out.append(f"VIP {vip} held by {' and '.join(who)} at once in {len(hits)} of {len(samples)} "
-                   f"samples, from {hits[0].t - start:+.2f} s to {hits[-1].t - start:+.2f} s")
+                   f"samples, from {hits[0].t - start:+.2f} s to {hits[-1].t - start:+.2f} s"
+                   + "".join(_window(h, start) for h in allowed if h.vip == vip))
     return out
+
+
+def _window(h: Handover, start: float) -> str:
+    """What a handover of the VIP forgave, for a split-brain line: the window, and when the
+    new holder was first seen with it."""
+    seen = f", {h.to} first seen with it at {h.seen_at - start:+.2f} s" if h.seen_at is not None else ""
+    return (f" (a handover between {' and '.join(sorted(h.nodes))} was forgiven from "
+            f"{h.t - start:+.2f} s to {h.t + h.window_s - start:+.2f} s{seen})")
 
 
 def held_as(sample: Sample, expected: Mapping[str, str | None]) -> bool:

@@ -105,7 +105,8 @@ class Fuzz:
         done = time.time()
         after = FaultState(self.topology, self.flavour, self.kinds, dict(state.active))
         after.apply(move)
-        self.allowed += handovers(self.topology, t, state.failed(), after.failed(), done=done)
+        self.allowed += handovers(self.topology, t, state.failed(), after.failed(), done=done,
+                                  late_s=self.cluster.GUEST_LATE_S)
         return StepVerdict(sequence, index, move, t=t, figures={"action_ms": round((done - t) * 1000)})
 
     def check(self, verdict: StepVerdict, state: FaultState) -> StepVerdict:

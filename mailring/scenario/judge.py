@@ -19,7 +19,14 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from mailring.checks.holders import Handover, Sample, double_holders, owner_changes, takeover_window_s
+from mailring.checks.holders import (
+    Handover,
+    Sample,
+    as_seen,
+    double_holders,
+    owner_changes,
+    takeover_window_s,
+)
 from mailring.checks.mailflow import Verdict
 from mailring.checks.windows import outage_windows
 from mailring.client import Op
@@ -143,21 +150,23 @@ def load_results(sr: StepRun, samples: list[Sample], scenario: Scenario) -> list
 
 def step_handovers(scenario: Scenario, runs: list[StepRun]) -> list[Handover]:
     """The hand-overs the model foresees: at each step, every VIP whose expected owner changes,
-    between its old and new holder, from the step's start until a takeover after it returned."""
+    between its old and new holder, from the step's start until a takeover after it returned
+    or after the new holder is first seen with it."""
     window = takeover_window_s(scenario.topology.advbase)
     out: list[Handover] = []
     for sr in runs:
         i = sr.step.index
         out += owner_changes(scenario.expected_owners(i - 1), scenario.expected_owners(i), sr.t,
-                             max(sr.done - sr.t, 0.0) + window)
+                             max(sr.done - sr.t, 0.0) + window, window)
     return out
 
 
 def one_holder_results(samples: list[Sample], allowed: list[Handover]) -> list[Result]:
     """No sample shows two holders of one VIP, but for a hand-over the model foresees (strict:
     ``mailring.checks.holders.double_holders``)."""
+    seen = as_seen(allowed, samples)
     forgiven = sum(1 for s in samples for vip, held in s.holders.items()
-                   if len(held) > 1 and any(h.forgives(s.t, vip, held) for h in allowed))
+                   if len(held) > 1 and any(h.forgives(s.t, vip, held) for h in seen))
     figures: dict[str, Any] = {"samples": len(samples), "handovers": len(allowed),
                                "forgiven_samples": forgiven}
     if not samples:

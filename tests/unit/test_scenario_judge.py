@@ -94,8 +94,16 @@ def test_two_holders_pass_only_as_a_hand_over_the_model_foresees(tmp_path):
     [res] = one_holder_results(with_double(10.2, ("mail01", "mail03")), allowed)  # not its backup
     assert res.valid is False and res.vip == A
     assert res.message.startswith(f"split brain: VIP {A} held by mail01 and mail03 at once in 1 of 3")
-    [res] = one_holder_results(with_double(13.0, ("mail01", "mail05")), allowed)  # after its window
+    # mail01 took its VIP back at +10.2 s: a double 3 s after that is past the takeover's grace
+    late = [Sample(T0 + 10.2, {A: ("mail01",)}), Sample(T0 + 13.5, {A: ("mail01", "mail05")})]
+    [res] = one_holder_results(late, allowed)
     assert res.valid is False
+    # mail01's CARP came back late: the first double is its takeover, forgiven; one past its grace is not
+    [res] = one_holder_results(with_double(13.0, ("mail01", "mail05")), allowed)
+    assert res.valid is True and res.figures["forgiven_samples"] == 1
+    [res] = one_holder_results(with_double(13.0, ("mail01", "mail05"))[:2]
+                               + [Sample(T0 + 16.5, {A: ("mail01", "mail05")})], allowed)
+    assert res.valid is False and "from +16.50 s to +16.50 s" in res.message
     assert one_holder_results([], allowed)[0].valid == "unknown"
 
 

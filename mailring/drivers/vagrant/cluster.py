@@ -221,7 +221,8 @@ class VagrantCluster(Cluster):
             self.wait_ready()
         finally:
             self.up_end()
-        self._save_snapshot(v)
+        if self._save_snapshot(v):
+            self._settle("snapshot save")
         _took("up in all", t0)
 
     def _install_probe(self) -> None:
@@ -235,17 +236,26 @@ class VagrantCluster(Cluster):
     def _snapshots(self, v: Any) -> list[str]:
         return self._call("snapshot list", v.snapshot_list)
 
-    def _save_snapshot(self, v: Any) -> None:
+    def _save_snapshot(self, v: Any) -> bool:
+        """Save the provisioned snapshot unless the current one has these bundles (True: saved)."""
         digest = ops.bundle_digest(bundles_dir(self.lab, self.guest))
         have = any(self.snapshot in line for line in self._snapshots(v))
         if have and self.state.load().get("snapshot_digest") == digest:
-            return
+            return False
         if have:
             self._call("snapshot delete", v.snapshot_delete, self.snapshot)
         t0 = time.monotonic()
         self._call("snapshot save", v.snapshot_save, self.snapshot)
         print(f"vagrant: snapshot {self.snapshot} saved in {time.monotonic() - t0:.1f} s", flush=True)
         self.state.update(snapshot_digest=digest)
+        return True
+
+    def _settle(self, after: str) -> None:
+        """The VMs were paused (``ready.settle_after_pause`` says what that does to CARP)."""
+        t0 = time.monotonic()
+        ready.settle_after_pause(self, self.guest, [n.name for n in self.topology.mail_nodes],
+                                 self.carp_failed(), READY_S)
+        _took(f"clocks and VIPs settled after the {after}", t0)
 
     def reset(self) -> None:
         """Restore every VM to the snapshot taken after provisioning (before destructive tests)."""
@@ -260,6 +270,7 @@ class VagrantCluster(Cluster):
         self._forget()
         self.state.update(faults={})
         self.wait_ready()
+        self._settle("snapshot restore")
 
     def down(self) -> None:
         """Destroy every VM of this lab (safe to call twice) and forget its faults."""

@@ -8,6 +8,7 @@ module imports this one and not the other way round.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -15,12 +16,15 @@ from typing import TYPE_CHECKING
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from mailring.checks.convergence import describe, differences
+from mailring.checks.holders import takeover_window_s
 from mailring.cluster import Cluster, TransportError
 
 if TYPE_CHECKING:
     from mailring.drivers.vagrant.guests import Guest
 
 POLL_S = 1.0
+# the longest a clock resync may take: chronyc waitsync's 60 tries a second apart, and a restart
+RESYNC_S = 90.0
 
 
 class NotReady(Exception):
@@ -68,6 +72,52 @@ def wait_ready(cluster: Cluster, guest: Guest, nodes: list[str], failed: set[str
     if not _polled(check, deadline_s):
         raise TimeoutError(f"vagrant lab {cluster.lab} not ready after {deadline_s:.0f} s; "
                            f"last seen: {last[0]}")
+
+
+def settle_after_pause(cluster: Cluster, guest: Guest, nodes: list[str], failed: set[str],
+                       deadline_s: float) -> None:
+    """After a snapshot paused the VMs one by one (seconds each under TCG) or restored an old
+    state: a paused owner sent no adverts, so a backup took its VIPs, and its clock fell behind,
+    so when chrony steps it forward its own ucarp's timers fire at once (seen: mail03 took
+    mail02's VIP for 0.24 s after its snapshot, and mail02 took mail03's while mail03 was
+    paused). Every mail node's clock is synced afresh (in parallel), then every VIP must stay
+    where the model says for two takeover windows running, before any test measures."""
+    def resync(node: str) -> str:
+        try:
+            res = cluster.run(node, guest.resync_clock_argv(), timeout=RESYNC_S)
+        except TransportError as exc:
+            return f"{node}: {exc}"
+        return "" if res.ok else f"{node}: {res}"
+
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        problems = [p for p in pool.map(resync, nodes) if p]
+    if problems:
+        raise TimeoutError("clocks not back in step after the pause: " + "; ".join(problems))
+    wait_steady(cluster, failed, 2 * takeover_window_s(cluster.topology.advbase), deadline_s)
+
+
+def wait_steady(cluster: Cluster, failed: set[str], steady_s: float, deadline_s: float) -> None:
+    """Block until every VIP has been where the model says in every read for ``steady_s``
+    running; on timeout say what was last seen."""
+    since: list[float | None] = [None]
+    last = ["nothing checked yet"]
+
+    def check() -> None:
+        now = time.monotonic()
+        diff = differences(cluster.topology, cluster.status(), failed)
+        if diff:
+            since[0] = None
+            last[0] = "VIPs not where the model says: " + describe(diff)
+            raise NotReady(last[0])
+        if since[0] is None:
+            since[0] = now
+        if now - since[0] < steady_s:
+            last[0] = f"VIPs where the model says for {now - since[0]:.1f} s of {steady_s:.1f} s"
+            raise NotReady(last[0])
+
+    if not _polled(check, deadline_s):
+        raise TimeoutError(f"vagrant lab {cluster.lab}: VIPs not steady for {steady_s:.0f} s within "
+                           f"{deadline_s:.0f} s; last seen: {last[0]}")
 
 
 def _polled(check: Callable[[], None], deadline_s: float) -> bool:

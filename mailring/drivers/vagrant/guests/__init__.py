@@ -78,6 +78,11 @@ class Guest(abc.ABC):
         """"address:port" of every listening TCP socket ("*:port" for any address)."""
 
     @abc.abstractmethod
+    def resync_clock_argv(self) -> list[str]:
+        """A mail node's clock measured afresh against the client's and stepped to it, returning
+        once it is in step (after a snapshot paused the VM, or restored an old clock)."""
+
+    @abc.abstractmethod
     def link_argv(self, iface: str, up: bool) -> list[str]:
         """Bring the cluster NIC up or down (isolate/heal); SSH stays on the management NIC."""
 

@@ -97,6 +97,11 @@ class Debian(Guest):
                 out.add(f"{'*' if addr in ('0.0.0.0', '*', '[::]') else addr}:{port}")
         return out
 
+    def resync_clock_argv(self) -> list[str]:
+        # a restarted chronyd is unsynchronised until it has measured (iburst) and stepped
+        # (makestep 0.1 -1), so waitsync cannot pass on the stale estimate of before the pause
+        return ["sh", "-c", "systemctl restart chrony && chronyc waitsync 60 0.05 0 1"]
+
     def link_argv(self, iface: str, up: bool) -> list[str]:
         return ["ip", "link", "set", iface, "up" if up else "down"]
 

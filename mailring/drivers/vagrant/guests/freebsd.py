@@ -84,6 +84,11 @@ class FreeBSD(Guest):
         return {cols[5] for cols in (line.split() for line in text.splitlines())
                 if len(cols) >= 6 and cols[4].startswith("tcp")}
 
+    def resync_clock_argv(self) -> list[str]:
+        # rc.conf has ntpdate_hosts=<client>: ntpdate steps the clock once, as at boot
+        # (the FreeBSD flavour has not booted yet; the Debian one is what runs)
+        return ["sh", "-c", "service ntpd stop; service ntpdate start && service ntpd start"]
+
     def link_argv(self, iface: str, up: bool) -> list[str]:
         return ["ifconfig", iface, "up" if up else "down"]
 

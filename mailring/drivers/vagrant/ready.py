@@ -78,10 +78,11 @@ def settle_after_pause(cluster: Cluster, guest: Guest, nodes: list[str], failed:
                        deadline_s: float) -> None:
     """After a snapshot paused the VMs one by one (seconds each under TCG) or restored an old
     state: a paused owner sent no adverts, so a backup took its VIPs, and its clock fell behind,
-    so when chrony steps it forward its own ucarp's timers fire at once (seen: mail03 took
-    mail02's VIP for 0.24 s after its snapshot, and mail02 took mail03's while mail03 was
-    paused). Every mail node's clock is synced afresh (in parallel), then every VIP must stay
-    where the model says for two takeover windows running, before any test measures."""
+    so when chrony steps it forward its own ucarp's timers fire at once. Seen in carp.log:
+    mail02 took mail03's VIP as mail03's snapshot ended, and 6 s later mail03 took mail02's
+    for 0.24 s (the clock step is inferred: chrony's log was not collected). Every mail
+    node's clock is synced afresh (in parallel), then every VIP must stay where the model
+    says for two takeover windows running, before any test measures."""
     def resync(node: str) -> str:
         try:
             res = cluster.run(node, guest.resync_clock_argv(), timeout=RESYNC_S)

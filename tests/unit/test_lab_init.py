@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,49 @@ def test_only_missing_queue_dirs_are_made_with_their_owner_and_mode(tmp_path) ->
     assert oct((tmp_path / "public").stat().st_mode & 0o7777) == "0o710"
     assert oct((tmp_path / "active").stat().st_mode & 0o7777) == "0o755"  # present: left alone
     assert quickstart.missing(dirs, tmp_path) == []
+
+
+def _postfix_node(tmp_path, monkeypatch, postsuper_rc: int) -> tuple[Path, list[list[str]]]:
+    """A node's queue and config for ``before_start``; records the commands it runs."""
+    import os
+    import pwd
+    import subprocess
+
+    user = pwd.getpwuid(os.getuid()).pw_name
+    files = tmp_path / "postfix-files"
+    files.write_text(f"$queue_directory/active:d:{user}:-:700:ucr\n")
+    main_cf = tmp_path / "main.cf"
+    main_cf.write_text(f"mail_owner = {user}\n")
+    queue = tmp_path / "spool"
+    queue.mkdir()
+    monkeypatch.setattr(quickstart, "POSTFIX_FILES", files)
+    monkeypatch.setattr(quickstart, "MAIN_CF", main_cf)
+    ran: list[list[str]] = []
+
+    def run(argv, **_kw):
+        ran.append(list(argv))
+        return subprocess.CompletedProcess(argv, postsuper_rc, b"", b"")
+
+    monkeypatch.setattr(quickstart.subprocess, "run", run)
+    return queue, ran
+
+
+def test_a_first_boot_makes_the_queue_and_skips_the_checks_without_postsuper(tmp_path, monkeypatch) -> None:
+    queue, ran = _postfix_node(tmp_path, monkeypatch, postsuper_rc=0)
+    assert quickstart.before_start({"postfix": []}, crashed=False, queue=queue)
+    assert (queue / "active").is_dir() and (queue / "quick-start").exists()
+    assert ran == []  # a new queue has nothing to repair
+
+
+def test_a_boot_after_a_crash_repairs_the_queue_before_skipping_the_scans(tmp_path, monkeypatch) -> None:
+    queue, ran = _postfix_node(tmp_path, monkeypatch, postsuper_rc=0)
+    assert quickstart.before_start({"postfix": []}, crashed=True, queue=queue)
+    assert ran == [["postsuper"]]
+    assert (queue / "active").is_dir() and (queue / "quick-start").exists()
+
+
+def test_a_failed_queue_repair_leaves_postfix_its_own_full_checks(tmp_path, monkeypatch) -> None:
+    queue, ran = _postfix_node(tmp_path, monkeypatch, postsuper_rc=1)
+    assert not quickstart.before_start({"postfix": []}, crashed=True, queue=queue)
+    assert ran == [["postsuper"]] and not (queue / "quick-start").exists()
+    assert not quickstart.before_start({"dovecot": []}, crashed=True, queue=queue)  # no Postfix

@@ -8,9 +8,10 @@ tmpfs on /run as a boot would, mounts the shared mail store, sets the hostname, 
 every service of ``/etc/mailring/services.yaml`` in its own process group, output to
 ``/var/log/<service>.log``: those named by ``--hold`` wait for a start request, those named
 by ``--after-listening`` wait (bounded) until something listens on each of their ports (a
-boot's service order: HAProxy after the daemons it checks). On a node's first boot Postfix skips
-postfix-script's installation checks (``quickstart``). A JSON-lines control socket lets the
-driver stop, start, pause (SIGSTOP), resume (SIGCONT) and list services.
+boot's service order: HAProxy after the daemons it checks). A boot's Postfix skips
+postfix-script's installation scans; after a crash its queue repair runs first
+(``quickstart``). A JSON-lines control socket lets the driver stop, start, pause (SIGSTOP),
+resume (SIGCONT) and list services.
 Killing this process is a power cut:
 the kernel kills every process of the PID namespace at once.
 """
@@ -291,9 +292,8 @@ def main(argv: list[str]) -> int:
     os.environ["HOME"] = "/root"
     services = yaml.safe_load(Path("/etc/mailring/services.yaml").read_text()) or {}
     SUP = Supervisor({k: [[str(a) for a in argv] for argv in v] for k, v in services.items()})
-    if fresh:
-        quickstart.first_boot(services)
-    quickstart.own_log_file(services)
+    quickstart.own_log_file(services)  # postsuper, after a crash, logs to it as the mail owner
+    quickstart.before_start(services, crashed=not fresh)
     signal.signal(signal.SIGTERM, lambda *_: _shutdown())
     for name in services:
         if name in after and name not in held:

@@ -112,18 +112,24 @@ def double_holders(samples: list[Sample], since: float | None = None,
     ([] when no other double was seen)."""
     start = since if since is not None else (samples[0].t if samples else 0.0)
     allowed = as_seen(allowed, samples)
-    seen: dict[str, list[Sample]] = {}
-    for s in samples:
-        for vip, held in s.holders.items():
-            if len(held) > 1 and not any(h.forgives(s.t, vip, held) for h in allowed):
-                seen.setdefault(vip, []).append(s)
     out = []
-    for vip, hits in sorted(seen.items()):
+    for vip, hits in sorted(unforgiven(samples, allowed).items()):
         who = sorted({n for h in hits for n in h.holders[vip]})
         out.append(f"VIP {vip} held by {' and '.join(who)} at once in {len(hits)} of {len(samples)} "
                    f"samples, from {hits[0].t - start:+.2f} s to {hits[-1].t - start:+.2f} s"
                    + "".join(_window(h, start) for h in allowed if h.vip == vip))
     return out
+
+
+def unforgiven(samples: list[Sample], allowed: Sequence[Handover] = ()) -> dict[str, list[Sample]]:
+    """VIP -> the samples in which two nodes held it and no handover of ``allowed`` (as they
+    are, not stretched by ``as_seen``) forgives it."""
+    seen: dict[str, list[Sample]] = {}
+    for s in samples:
+        for vip, held in s.holders.items():
+            if len(held) > 1 and not any(h.forgives(s.t, vip, held) for h in allowed):
+                seen.setdefault(vip, []).append(s)
+    return seen
 
 
 def _window(h: Handover, start: float) -> str:

@@ -9,7 +9,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mailring.checks import CheckError
-from mailring.checks.holders import Handover, Sample, double_holders, held_as
+from mailring.checks.carplog import near
+from mailring.checks.holders import Handover, Sample, as_seen, double_holders, held_as, unforgiven
+from mailring.errors import InputError
 
 if TYPE_CHECKING:
     from mailring.cluster import Cluster, Status
@@ -86,5 +88,31 @@ class HolderWatch:
                              f"errors: {self.errors[-3:]}")
         doubles = double_holders(self.samples, self.started, allowed)
         if doubles:
-            raise CheckError("split brain: " + "; ".join(doubles))
+            raise CheckError("split brain: " + "; ".join(doubles) + self.carp_logs(allowed))
         return double_holders(self.samples, self.started)
+
+    def carp_logs(self, allowed: list[Handover] | tuple[Handover, ...] = ()) -> str:
+        """The CARP log lines of every node in an unforgiven double, near its first and last
+        sample (``checks.carplog``): why the speakers did it, in the failure itself."""
+        hits = unforgiven(self.samples, as_seen(allowed, self.samples))
+        spans: dict[str, tuple[float, float]] = {}
+        for vip, vip_hits in hits.items():
+            t0, t1 = vip_hits[0].t, vip_hits[-1].t
+            for node in {n for s in vip_hits for n in s.holders[vip]}:
+                a, b = spans.get(node, (t0, t1))
+                spans[node] = (min(a, t0), max(b, t1))
+        out = []
+        for node, (t0, t1) in sorted(spans.items()):
+            for service in ("carp", "carp-backup"):  # the lab's backup speakers log apart
+                try:
+                    text = self.cluster.log_text(node, service)
+                except InputError:  # the driver has no such log (the VMs: one CARP log)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - a report, not a verdict
+                    out.append(f"{node} {service} log unreadable: {exc}")
+                    continue
+                lines = near(text, t0, t1)
+                if lines:
+                    when = time.strftime("%H:%M:%S", time.localtime(t0))
+                    out.append(f"{node} {service} log near {when}:\n    " + "\n    ".join(lines))
+        return "".join("\n  " + block for block in out)

@@ -135,6 +135,7 @@ def check_step(verdict: StepVerdict, state: FaultState, watch: HolderWatch, clie
                             + "; ".join(problems[:4]), unserved=problems[:10])
     doubles = double_holders(watch.since(since), since, allowed)
     if doubles:
-        return verdict.fail("one_holder", "split brain: " + "; ".join(doubles))
+        return verdict.fail("one_holder", "split brain: " + "; ".join(doubles)
+                            + watch.carp_logs(allowed, since))
     return verdict
 

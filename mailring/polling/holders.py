@@ -91,10 +91,13 @@ class HolderWatch:
             raise CheckError("split brain: " + "; ".join(doubles) + self.carp_logs(allowed))
         return double_holders(self.samples, self.started)
 
-    def carp_logs(self, allowed: list[Handover] | tuple[Handover, ...] = ()) -> str:
-        """The CARP log lines of every node in an unforgiven double, near its first and last
-        sample (``checks.carplog``): why the speakers did it, in the failure itself."""
-        hits = unforgiven(self.samples, as_seen(allowed, self.samples))
+    def carp_logs(self, allowed: list[Handover] | tuple[Handover, ...] = (),
+                  since: float | None = None) -> str:
+        """The CARP log lines of every node in an unforgiven double (of the samples from
+        ``since`` on), near its first and last sample (``checks.carplog``): why the speakers
+        did it, in the failure itself."""
+        samples = self.since(since) if since is not None else list(self.samples)
+        hits = unforgiven(samples, as_seen(allowed, samples))
         spans: dict[str, tuple[float, float]] = {}
         for vip, vip_hits in hits.items():
             t0, t1 = vip_hits[0].t, vip_hits[-1].t

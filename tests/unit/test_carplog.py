@@ -97,3 +97,18 @@ def test_a_watch_without_a_double_reads_no_log() -> None:
     watch.started = T0
     watch.samples = [Sample(T0, {"192.168.56.106": ("mail03",)})]
     assert watch.check() == [] and watch.carp_logs() == ""
+
+
+def test_the_logs_of_a_fuzz_step_cover_its_own_doubles_only() -> None:
+    """The fuzzer judges each step from its own start: a double of an earlier step, forgiven
+    there, is not quoted again."""
+    cluster = Cluster({(n, "carp"): f"2026-12-03T20:17:57.000000: {n} took it" for n in ("mail01", "mail02",
+                                                                                         "mail03")})
+    watch = HolderWatch(cluster)  # type: ignore[arg-type]
+    watch.started = T0 - 60
+    watch.samples = [Sample(T0 - 30, {"192.168.56.101": ("mail01", "mail02")}),
+                     Sample(T0, {"192.168.56.106": ("mail03", "mail02")})]
+    quoted = watch.carp_logs(since=T0 - 1)
+    assert "mail03 carp log" in quoted and "mail02 carp log" in quoted
+    assert "mail01" not in quoted
+    assert "mail01 carp log" in watch.carp_logs()  # every sample: the earlier double too

@@ -108,7 +108,15 @@ def before_start(services: dict, crashed: bool, queue: Path = QUEUE) -> bool:
         return False
     names = settings(MAIN_CF.read_text() if MAIN_CF.is_file() else "")
     make(missing(queue_dirs(POSTFIX_FILES.read_text(), names), queue), queue)
-    if crashed and subprocess.run(["postsuper"], capture_output=True).returncode != 0:
+    if crashed and not _repaired():
         return False
     (queue / "quick-start").touch()
     return True
+
+
+def _repaired() -> bool:
+    """postsuper's queue repair (check-fatal's own call); False if it failed or is missing."""
+    try:
+        return subprocess.run(["postsuper"], capture_output=True).returncode == 0
+    except OSError:
+        return False

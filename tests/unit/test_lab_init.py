@@ -1,9 +1,9 @@
-"""The lab node init's start order: options, the listening ports the kernel names, HAProxy last.
+"""The lab node init's start order: options, the listening sockets the kernel names, HAProxy last.
 
 ``start_after_listening`` is run against a real Supervisor whose service is a
-harmless process and against a stand-in for the kernel's list of listening ports, so no
-node, root or daemon is needed; the lab suite runs the real order on every node. The
-kernel's list itself is read in this process's own namespace.
+harmless process and against a stand-in for the kernel's answer, so no node, root or
+daemon is needed; the lab suite runs the real order on every node. The kernel's answer
+itself is asked in this process's own namespace.
 """
 
 from __future__ import annotations
@@ -15,31 +15,39 @@ from pathlib import Path
 import pytest
 
 from mailring.drivers.lab import init, quickstart
-from mailring.drivers.lab.listening import listening_tcp_ports
+from mailring.drivers.lab.listening import accepting
 
 
-def test_the_kernel_names_a_listening_port_and_not_a_bound_or_connected_one() -> None:
-    """sock_diag in this process's own namespace: no root, no node."""
-    with socket.socket() as srv, socket.socket() as bound, socket.socket(socket.AF_INET6) as srv6:
+def test_the_kernel_names_the_targets_a_listening_socket_would_take() -> None:
+    """sock_diag in this process's own namespace: no root, no node. Bound to the address, to
+    the wildcard, or IPv6 dual-stack counts; bound and not listening, IPv6-only, another
+    address, or a connected socket's own port does not."""
+    with socket.socket() as srv, socket.socket() as wild, socket.socket() as bound, \
+            socket.socket(socket.AF_INET6) as dual, socket.socket(socket.AF_INET6) as v6only:
         srv.bind(("127.0.0.1", 0))
-        srv.listen()
+        wild.bind(("0.0.0.0", 0))
         bound.bind(("127.0.0.1", 0))  # bound, never listening
-        srv6.bind(("::1", 0))
-        srv6.listen()
+        dual.bind(("::", 0))
+        v6only.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        v6only.bind(("::", 0))
+        for s in (srv, wild, dual, v6only):
+            s.listen()
+        port = {s: s.getsockname()[1] for s in (srv, wild, bound, dual, v6only)}
         with socket.create_connection(srv.getsockname()) as conn:
-            ports = listening_tcp_ports()
-            assert srv.getsockname()[1] in ports and srv6.getsockname()[1] in ports
-            assert bound.getsockname()[1] not in ports
-            assert conn.getsockname()[1] not in ports
+            yes = {("127.0.0.1", port[srv]), ("127.0.0.1", port[wild]), ("127.0.0.1", port[dual])}
+            no = {("127.0.0.2", port[srv]), ("127.0.0.1", port[bound]), ("127.0.0.1", port[v6only]),
+                  ("127.0.0.1", conn.getsockname()[1])}
+            assert accepting(yes | no) == yes
+            assert accepting(set()) == set()
 
 
 def test_options_hold_and_after_listening() -> None:
     held, after = init.parse_options(["--hold", "carp,carp-backup",
-                                      "--after-listening", "haproxy=10025,10110"])
+                                      "--after-listening", "haproxy=10.0.0.1:10025,10.0.0.1:10110"])
     assert held == {"carp", "carp-backup"}
-    assert after == {"haproxy": {10025, 10110}}
+    assert after == {"haproxy": {("10.0.0.1", 10025), ("10.0.0.1", 10110)}}
     assert init.parse_options([]) == (set(), {})
-    for bad in (["--hold"], ["--wait", "x"]):
+    for bad in (["--hold"], ["--wait", "x"], ["--after-listening", "haproxy=10025"]):
         with pytest.raises(ValueError):
             init.parse_options(bad)
 
@@ -55,30 +63,34 @@ class Recorder(init.Supervisor):
         self.started.append(name)
 
 
-def test_haproxy_starts_only_once_every_port_listens() -> None:
-    sup, listening = Recorder(), {80}
+A, B, C = ("10.0.0.1", 25), ("10.0.0.1", 10041), ("10.0.0.1", 80)
+
+
+def test_haproxy_starts_only_once_every_target_listens() -> None:
+    sup, listening = Recorder(), {C}
     looks = []
 
-    def read() -> set[int]:
+    def read(targets: set) -> set:
+        assert targets == {A, B}  # it asks about its own targets only
         looks.append(sup.started[:])
         if len(looks) == 3:  # the daemons come up while the init is waiting
-            listening.update({25, 10041})
-        return set(listening)
+            listening.update({A, B})
+        return targets & listening
 
-    assert init.start_after_listening(sup, "haproxy", {25, 10041}, deadline_s=10, listening_now=read)
+    assert init.start_after_listening(sup, "haproxy", {A, B}, deadline_s=10, listening_now=read)
     assert sup.started == ["haproxy"]
-    assert looks[:3] == [[], [], []]  # not started while a port was missing
+    assert looks[:3] == [[], [], []]  # not started while a target was missing
 
 
-def test_a_port_that_never_listens_starts_it_at_the_deadline_and_a_stop_wins() -> None:
+def test_a_target_that_never_listens_starts_it_at_the_deadline_and_a_stop_wins() -> None:
     sup = Recorder()
-    assert not init.start_after_listening(sup, "haproxy", {25, 9999}, deadline_s=0.1,
-                                          listening_now=lambda: {25, 10041})
+    assert not init.start_after_listening(sup, "haproxy", {A, ("10.0.0.1", 9999)}, deadline_s=0.1,
+                                          listening_now=lambda targets: {A, B})
     assert sup.started == ["haproxy"]
     stopped = init.Supervisor({"haproxy": [["haproxy"]]})  # the real one: it would spawn
     stopped.stopped.add("haproxy")  # `mailring stop <node> haproxy` while it waited
     t = threading.Thread(target=init.start_after_listening,
-                         args=(stopped, "haproxy", {25}, 5, lambda: {25}))
+                         args=(stopped, "haproxy", {A}, 5, lambda targets: {A}))
     t.start()
     t.join(5)
     assert not t.is_alive() and stopped.procs == {}

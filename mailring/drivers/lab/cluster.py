@@ -169,7 +169,8 @@ class LabCluster(Cluster):
         options = ["--hold", ",".join(hold)] if hold else []
         if mail:
             ports = sorted({b.port for b in backends(self.topology)})
-            options += ["--after-listening", "haproxy=" + ",".join(map(str, ports))]
+            address = self.topology.nodes[node].address  # where HAProxy checks them
+            options += ["--after-listening", "haproxy=" + ",".join(f"{address}:{p}" for p in ports)]
         log = open(disk / "init.log", "ab")  # noqa: SIM115
         subprocess.Popen(
             ["ip", "netns", "exec", names.netns(node), "unshare", "--mount", "--pid", "--uts",

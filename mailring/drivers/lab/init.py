@@ -2,14 +2,14 @@
 
 Started by the driver as ``ip netns exec <ns> unshare --mount --pid --uts
 --fork --mount-proc python -m mailring.drivers.lab.init <disk> <bundle>
-<store> <control> [--hold S,S] [--after-listening S=PORT,PORT]``. It overlays the node's
+<store> <control> [--hold S,S] [--after-listening S=ADDR:PORT,ADDR:PORT]``. It overlays the node's
 writable layers on /etc and /var (the rendered bundle is the upper /etc), puts a fresh
 tmpfs on /run as a boot would, mounts the shared mail store, sets the hostname, then starts
 every service of ``/etc/mailring/services.yaml`` in its own process group, output to
 ``/var/log/<service>.log``: those named by ``--hold`` wait for a start request, those named
-by ``--after-listening`` wait (bounded) until something listens on each of their ports (a
-boot's service order: HAProxy after the daemons it checks). A boot's Postfix skips
-postfix-script's installation scans; after a crash its queue repair runs first
+by ``--after-listening`` wait (bounded) until a listening socket takes connections to each of
+their addresses and ports (a boot's service order: HAProxy after the daemons it checks). A
+boot's Postfix skips postfix-script's installation scans; after a crash its queue repair runs first
 (``quickstart``). A JSON-lines control socket lets the driver stop, start, pause (SIGSTOP),
 resume (SIGCONT) and list services.
 Killing this process is a power cut:
@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from mailring.drivers.lab import quickstart
-from mailring.drivers.lab.listening import listening_tcp_ports
+from mailring.drivers.lab.listening import Target, accepting
 
 STOP_GRACE_S = 5.0
 # how long a service started --after-listening waits for its ports; then it starts anyway (the
@@ -150,36 +150,44 @@ class Supervisor:
             return out
 
 
-def start_after_listening(sup: Supervisor, name: str, ports: set[int],
+def start_after_listening(sup: Supervisor, name: str, targets: set[Target],
                           deadline_s: float = AFTER_LISTENING_S,
-                          listening_now: Callable[[], set[int]] = listening_tcp_ports) -> bool:
-    """Start ``name`` once something listens on every one of ``ports`` (HAProxy after the
-    daemons it checks: a check of a daemon that is not listening yet marks its server DOWN,
-    and it comes back only after ``rise`` checks, ``inter`` apart), or once ``deadline_s`` has
-    passed. A stop asked for meanwhile wins. True if the ports were all listening."""
+                          listening_now: Callable[[set[Target]], set[Target]] = accepting) -> bool:
+    """Start ``name`` once a listening socket takes connections to every one of ``targets``
+    (address, port) (HAProxy after the daemons it checks: a check of a daemon that is not
+    listening yet marks its server DOWN, and it comes back only after ``rise`` checks,
+    ``inter`` apart), or once ``deadline_s`` has passed. A stop asked for meanwhile wins. True
+    if the targets were all listening."""
     deadline = time.monotonic() + deadline_s
-    while not (listening := ports <= listening_now()) and time.monotonic() < deadline:
+    while not (listening := targets <= listening_now(targets)) and time.monotonic() < deadline:
         time.sleep(LISTEN_POLL_S)
     sup.start(name, unless_stopped=True)
     return listening
 
 
-def parse_options(args: list[str]) -> tuple[set[str], dict[str, set[int]]]:
-    """``--hold S,S`` and ``--after-listening S=PORT,PORT`` (repeatable): held services, and
-    the ports each of the others waits for."""
+def parse_options(args: list[str]) -> tuple[set[str], dict[str, set[Target]]]:
+    """``--hold S,S`` and ``--after-listening S=ADDR:PORT,ADDR:PORT`` (repeatable): held
+    services, and the addresses and ports each of the others waits for."""
     held: set[str] = set()
-    after: dict[str, set[int]] = {}
+    after: dict[str, set[Target]] = {}
     if len(args) % 2:
         raise ValueError(f"options come in pairs: {args}")
     for opt, value in zip(args[::2], args[1::2], strict=True):
         if opt == "--hold":
             held |= set(value.split(","))
         elif opt == "--after-listening":
-            name, _, ports = value.partition("=")
-            after[name] = {int(p) for p in ports.split(",") if p}
+            name, _, targets = value.partition("=")
+            after[name] = {_target(t) for t in targets.split(",") if t}
         else:
             raise ValueError(f"unknown option {opt!r}")
     return held, after
+
+
+def _target(text: str) -> Target:
+    address, sep, port = text.rpartition(":")
+    if not sep or not address:
+        raise ValueError(f"--after-listening wants ADDRESS:PORT, got {text!r}")
+    return address, int(port)
 
 
 def _groups_of_tree(root: int) -> set[int]:

@@ -2,7 +2,8 @@
 
 Prints, per topology (the shipped 5+1 and generated rings of 20 and 50 mail
 nodes), the median/min/max of `up` and `down` over RUNS runs and the peak
-proportional set size of the lab's processes, with the machine it ran on.
+proportional set size of the lab's processes plus what its tmpfs holds, with the
+machine it ran on.
 Figures, not assertions: run as root under the heavy lock, e.g.
 `.venv/bin/python benchmarks/bringup.py [--runs 3] [--rings 20,50] [--ring-runs 1]`.
 """
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 from mailring.cluster import open_cluster
+from mailring.drivers.lab.names import LabNames
 from mailring.speakers import lab_speaker
 from mailring.topology import DEFAULT_TOPOLOGY, load
 from mailring.topology.generate import write_ring
@@ -40,6 +42,13 @@ def lab_pss_mib(lab: str) -> float:
     return total / 1024
 
 
+def lab_tmpfs_mib(lab: str) -> float:
+    """What the lab's own tmpfs (build/<lab>: node disks, queues, logs, store) holds, MiB: memory
+    too, though no process maps it."""
+    st = os.statvfs(LabNames(lab).root)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize / 2**20
+
+
 def machine() -> str:
     mem = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -51,13 +60,14 @@ def machine() -> str:
 def bench(topology_path: Path, runs: int, lab: str) -> None:
     topo = load(topology_path)
     cluster = open_cluster(topo, "lab", lab)
-    ups, downs, rss = [], [], []
+    ups, downs, rss, fs = [], [], [], []
     try:
         for _ in range(runs):
             t = time.perf_counter()
             cluster.up()
             ups.append(time.perf_counter() - t)
             rss.append(lab_pss_mib(lab))
+            fs.append(lab_tmpfs_mib(lab))
             t = time.perf_counter()
             cluster.down()
             downs.append(time.perf_counter() - t)
@@ -67,7 +77,8 @@ def bench(topology_path: Path, runs: int, lab: str) -> None:
     for what, xs in (("up", ups), ("down", downs)):
         print(f"{name:28s} {what:5s} median {statistics.median(xs):6.2f} s  "
               f"min {min(xs):6.2f}  max {max(xs):6.2f}  ({runs} runs)")
-    print(f"{name:28s} peak PSS of the lab's processes {max(rss):.0f} MiB", flush=True)
+    print(f"{name:28s} peak PSS of the lab's processes {max(rss):.0f} MiB, and its tmpfs "
+          f"{max(fs):.0f} MiB: {max(r + f for r, f in zip(rss, fs, strict=True)):.0f} MiB", flush=True)
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ Each node is a network namespace on the lab's bridge plus, per boot, mount,
 PID and UTS namespaces whose PID 1 is ``mailring.drivers.lab.init``. A
 crash kills that PID 1 (every daemon dies at once), drops the node's VIPs and
 takes its link down; a boot starts a new PID 1 over the same disk layers.
-Faults are recorded in ``build/<lab>/lab.json`` so separate CLI calls see them.
+Faults are recorded in ``build/<lab>/lab.json`` so separate CLI calls see them; that folder is
+the lab's own tmpfs (``labfs``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from mailring.agent import close_agent
 from mailring.cluster import Cluster, NodeStatus, Pipe, Result, Running, Status, TransportError
-from mailring.drivers.lab import control, netns, preflight, procs
+from mailring.drivers.lab import control, labfs, netns, preflight, procs
 from mailring.drivers.lab.names import REPO, LabNames
 from mailring.drivers.lab.ready import wait_owners, wait_ready, wait_services
 from mailring.drivers.lab.record import LabRecord
@@ -105,7 +106,7 @@ class LabCluster(Cluster):
 
     def _create(self, speaker: Speaker) -> None:
         names = self.names
-        names.root.mkdir(parents=True, exist_ok=True)
+        labfs.mount(names.root, self.lab)
         # record first, so an interrupted up() is found by down() by name
         self.record.write({"lab": self.lab, "topology": self.topology.path,
                            "fingerprint": self.topology.fingerprint(), "carp_speaker": speaker.name,
@@ -200,6 +201,8 @@ class LabCluster(Cluster):
             if err:
                 errors.append(f"{ns}: {err}")
         if self.names.root.exists():
+            if err := labfs.unmount(self.names.root, self.lab):
+                errors.append(err)
             shutil.rmtree(self.names.root, ignore_errors=True)
         if errors:
             raise RuntimeError("lab teardown left: " + "; ".join(errors))

@@ -106,7 +106,7 @@ class LabCluster(Cluster):
 
     def _create(self, speaker: Speaker) -> None:
         names = self.names
-        labfs.mount(names.root, self.lab)
+        labfs.mount(names)
         # record first, so an interrupted up() is found by down() by name
         self.record.write({"lab": self.lab, "topology": self.topology.path,
                            "fingerprint": self.topology.fingerprint(), "carp_speaker": speaker.name,
@@ -201,7 +201,7 @@ class LabCluster(Cluster):
             if err:
                 errors.append(f"{ns}: {err}")
         if self.names.root.exists():
-            if err := labfs.unmount(self.names.root, self.lab):
+            if err := labfs.unmount(self.names):
                 errors.append(err)
             shutil.rmtree(self.names.root, ignore_errors=True)
         if errors:

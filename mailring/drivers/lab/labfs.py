@@ -20,22 +20,18 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from mailring.drivers.lab.names import PREFIX
+from mailring.drivers.lab.names import LabNames
 
 
-def source(lab: str) -> str:
-    return f"{PREFIX}-{lab}"
-
-
-def mounted(root: Path, lab: str, mountinfo: str | None = None) -> bool:
-    """Whether the lab's own tmpfs is mounted at ``root`` (per /proc/self/mountinfo)."""
-    where = str(root.resolve())
+def mounted(names: LabNames, mountinfo: str | None = None) -> bool:
+    """Whether the lab's own tmpfs is mounted at its folder (per /proc/self/mountinfo)."""
+    where = str(names.root.resolve())
     if mountinfo is None:
         mountinfo = Path("/proc/self/mountinfo").read_text()
     for line in mountinfo.splitlines():
         fields = line.split()
         sep = fields.index("-")  # optional fields end here; then fstype, source, options
-        if _unescape(fields[4]) == where and fields[sep + 1] == "tmpfs" and fields[sep + 2] == source(lab):
+        if _unescape(fields[4]) == where and fields[sep + 1] == "tmpfs" and fields[sep + 2] == names.tmpfs:
             return True
     return False
 
@@ -47,22 +43,24 @@ def _unescape(path: str) -> str:
     return path
 
 
-def mount(root: Path, lab: str) -> None:
-    """Mount the lab's tmpfs at ``root`` (made if missing), private to this mount namespace."""
+def mount(names: LabNames) -> None:
+    """Mount the lab's tmpfs at its folder (made if missing), private to this mount namespace."""
+    root = names.root
     root.mkdir(parents=True, exist_ok=True)
-    if mounted(root, lab):
+    if mounted(names):
         return
-    for argv in (["mount", "-t", "tmpfs", "-o", "mode=0755", source(lab), str(root)],
+    for argv in (["mount", "-t", "tmpfs", "-o", "mode=0755", names.tmpfs, str(root)],
                  ["mount", "--make-private", str(root)]):
         res = subprocess.run(argv, capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)}: {res.stderr.strip()}")
 
 
-def unmount(root: Path, lab: str) -> str | None:
-    """Unmount the lab's tmpfs from ``root`` if it is there; an error text instead of raising
+def unmount(names: LabNames) -> str | None:
+    """Unmount the lab's tmpfs from its folder if it is there; an error text instead of raising
     (teardown goes on)."""
-    while mounted(root, lab):
+    root = names.root
+    while mounted(names):
         res = subprocess.run(["umount", str(root)], capture_output=True, text=True)
         if res.returncode != 0:  # a file still open in it: detach it now, freed when closed
             lazy = subprocess.run(["umount", "--lazy", str(root)], capture_output=True, text=True)

@@ -49,6 +49,11 @@ class LabNames:
         return self.root / "mailstore"
 
     @property
+    def tmpfs(self) -> str:
+        """The source name of the tmpfs mounted at ``root`` (``labfs``)."""
+        return f"{PREFIX}-{self.lab}"
+
+    @property
     def lan(self) -> str:
         return f"{PREFIX}-{self.lab}-lan"
 

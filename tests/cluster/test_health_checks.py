@@ -19,7 +19,7 @@ from mailring.checks import NotYet
 from mailring.checks.client_address import server_states
 from mailring.checks.serving import check_deadline_s
 from mailring.logparse import DovecotRecord
-from mailring.polling.haproxy import wait_server
+from mailring.polling.haproxy import servers_settled, wait_server
 from mailring.polling.logs import LogCursor
 from mailring.polling.wait import eventually, steadily
 from mailring.render.context import haproxy_backend
@@ -67,8 +67,11 @@ def test_every_server_passes_a_layer7_check(cluster, topology, mail_node):
                 seen.add(svc.protocol)
         assert seen == {s.protocol for s in topology.services.values()}
 
-    # a steady state: every read over several check intervals must be good (a read that caught
-    # a check in flight is read again); one good read among bad ones must not pass
+    # the lab may have just come up (this test runs among the first): its HAProxies started
+    # before some peers' daemons listened and are still rising those backups (DOWN 1/2, L7OK)
+    servers_settled(cluster, 2 * check_deadline_s(topology))
+    # from then on a steady state: every read over several check intervals must be good (a read
+    # that caught a check in flight is read again); one good read among bad ones must not pass
     poll_s = interval_s(topology) / 2
     deadline = 2 * check_deadline_s(topology) + STEADY_INTERVALS * interval_s(topology)
     steadily(check, 2 * STEADY_INTERVALS, deadline, f"every server L7OK on {mail_node}'s HAProxy",

@@ -42,23 +42,20 @@ pytestmark = [pytest.mark.lab_only("reads the lab's namespaces, mounts and proce
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build"  # build/<lab>/, as the README says the lab names it
+NETNS_DIR = Path("/run/netns")  # where `ip netns` keeps the named namespaces
 INIT = "mailring.drivers.lab.init"
 MOMENT_DEADLINE_S = 90
 
 
-def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=30)
-
-
 def namespaces(lab: str) -> list[str]:
-    """The lab's namespaces: ``mr-<lab>-<node>`` and ``mr-<lab>-lan`` (README)."""
-    out = _run("ip", "netns", "list").stdout
-    return sorted(line.split()[0] for line in out.splitlines()
-                  if line.strip() and line.split()[0].startswith(f"mr-{lab}-"))
-
-
-def netns_pids(ns: str) -> set[int]:
-    return {int(p) for p in _run("ip", "netns", "pids", ns).stdout.split()}
+    """The lab's namespaces: ``mr-<lab>-<node>`` and ``mr-<lab>-lan`` (README), as ``ip netns
+    list`` names them (the entries of /run/netns; read directly: the moment is looked for
+    every 10 ms, and a process per look would load the machine the test runs on)."""
+    try:
+        names = os.listdir(NETNS_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if n.startswith(f"mr-{lab}-"))
 
 
 def _started(pid: int) -> str | None:
@@ -69,13 +66,21 @@ def _started(pid: int) -> str | None:
 
 
 def processes(lab: str) -> dict[int, str]:
-    """pid -> start time of every process of the lab: in its namespaces, or started on its folder."""
-    pids = {p for ns in namespaces(lab) for p in netns_pids(ns)}
+    """pid -> start time of every process of the lab: in its namespaces (``ip netns pids``:
+    its network namespace link is one of theirs), or started on its folder; one pass over /proc."""
+    links = set()
+    for ns in namespaces(lab):
+        try:
+            links.add(f"net:[{os.stat(NETNS_DIR / ns).st_ino}]")
+        except FileNotFoundError:
+            pass
     marker = f"/build/{lab}/".encode()
-    for entry in Path("/proc").iterdir():
+    pids = set()
+    for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                if marker in (entry / "cmdline").read_bytes():
+                if (os.readlink(f"/proc/{entry.name}/ns/net") in links
+                        or marker in Path(f"/proc/{entry.name}/cmdline").read_bytes()):
                     pids.add(int(entry.name))
             except (FileNotFoundError, ProcessLookupError, PermissionError):
                 pass
@@ -239,7 +244,8 @@ def _no_leftovers(lab: str, seen: dict[int, str], what: str) -> None:
         if left:
             raise NotYet("; ".join(left[:8]))
 
-    eventually(check, 15, f"nothing of lab {lab} left {what}")
+    # each look is a pass over /proc and its mounts: a few per second are enough
+    eventually(check, 15, f"nothing of lab {lab} left {what}", poll_s=0.2)
 
 
 CAUGHT = [("early", signal.SIGTERM), ("mid", signal.SIGINT), ("late", signal.SIGTERM)]

@@ -78,9 +78,13 @@ def test_no_literal_address_or_node_name_in_freebsd_sources() -> None:
 def test_haproxy_config_is_valid(bundles: Path, tmp_path: Path) -> None:
     haproxy = need("haproxy")
     root = bundles / "mail01"
+    ca = "/usr/local/share/certs/mailring-ca.pem"  # HAProxy refuses to start without it
+    assert f"httpclient.ssl.ca-file {ca}\n" in (root / "usr/local/etc/haproxy.conf").read_text()
+    assert (root / ca.lstrip("/")).is_file()
     cfg = mapped(root / "usr/local/etc/haproxy.conf", tmp_path / "haproxy.conf", {
         "/usr/local/etc/haproxy/certs": str(root / "usr/local/etc/haproxy/certs"),
         "/var/run/haproxy.sock": str(tmp_path / "haproxy.sock"),
+        ca: str(root / ca.lstrip("/")),
     })
     # syslogd's socket: the rc script daemonizes HAProxy
     assert "log /var/run/log local0" in cfg.read_text()

@@ -37,12 +37,22 @@ def test_every_node_gets_a_bundle(bundles) -> None:
     assert (bundles["client01"] / f"etc/nsd/{RING.dns.zone}.zone").is_file()
 
 
+def mapped_ca(cfg: str, root: Path) -> str:
+    """The config with its HTTP client's CA file (a node's path) read from the bundle, which
+    must render that file: HAProxy refuses to start when it is missing."""
+    ca = re.search(r"^    httpclient\.ssl\.ca-file (\S+)$", cfg, re.M)
+    assert ca, "no httpclient.ssl.ca-file: HAProxy would read the whole system CA store at each start"
+    assert (root / ca[1].lstrip("/")).is_file(), f"the bundle has no {ca[1]}"
+    return cfg.replace(ca[1], str(root / ca[1].lstrip("/")))
+
+
 @pytest.mark.parametrize("node", [n.name for n in RING.mail_nodes])
 def test_haproxy_config_is_valid(bundles, node, tmp_path, need_tool) -> None:
     haproxy = need_tool("haproxy")
     root = bundles[node]
     cfg = (root / "etc/haproxy/haproxy.cfg").read_text()
     cfg = cfg.replace("/etc/haproxy/certs", str(root / "etc/haproxy/certs"))
+    cfg = mapped_ca(cfg, root)
     (tmp_path / "h.cfg").write_text(cfg)
     res = run(haproxy, "-c", "-f", str(tmp_path / "h.cfg"))
     assert res.returncode == 0, res.stdout + res.stderr
@@ -297,7 +307,7 @@ def test_noproxy_bundles_have_no_proxy_listener(tmp_path, need_tool) -> None:
             assert str(svc.proxy_port) not in cfg and str(svc.proxy_port) not in (
                 root / "etc/postfix/master.cf").read_text()
     assert "haproxy" not in (root / "etc/dovecot/dovecot.conf").read_text()
-    cfg = cfg.replace("/etc/haproxy/certs", str(root / "etc/haproxy/certs"))
+    cfg = mapped_ca(cfg.replace("/etc/haproxy/certs", str(root / "etc/haproxy/certs")), root)
     (tmp_path / "h.cfg").write_text(cfg)
     res = run(need_tool("haproxy"), "-c", "-f", str(tmp_path / "h.cfg"))
     assert res.returncode == 0, res.stdout + res.stderr

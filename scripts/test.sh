@@ -2,7 +2,7 @@
 # Run mailring's tests with the venv that scripts/setup.sh made.
 #   scripts/test.sh unit   the project's own tests: no root, no cluster
 #   scripts/test.sh lab    the cluster suite on the lab driver (needs root), in
-#                          MAILRING_WORKERS (default 4) pytest-xdist workers, a lab each
+#                          MAILRING_WORKERS (default 5) pytest-xdist workers, a lab each
 #   scripts/test.sh all    unit, lint, then the lab suite (CI runs it, then vagrant-smoke)
 #   scripts/test.sh vagrant-smoke
 #                          a subset of the suite on Debian VMs (libvirt, QEMU), with
@@ -22,11 +22,12 @@ py="${MAILRING_PY:-.venv/bin}"  # tox sets its own env's bin
 unset PYTHONDONTWRITEBYTECODE
 mkdir -p runs
 junit() { echo "--junitxml=runs/junit-$1.xml"; }
-# the lab suite mostly waits on protocol timers: four labs side by side on two cores (an idle
-# lab takes about a fifteenth of a core, most of it HAProxy's checks). Each worker gets its next
+# the lab suite mostly waits on protocol timers: five labs side by side on two cores (an idle
+# lab takes about a fifteenth of a core, most of it HAProxy's checks; five workers left the
+# cores idle 20-30 s of a run where four left them idle 36-52 s). Each worker gets its next
 # test when it is nearly done (loadgroup: the tests on the PROXY-off second lab stay in one
 # worker); the plugin orders the long tests first, so the quick ones even out the ends.
-workers="-n ${MAILRING_WORKERS:-4} --dist loadgroup"
+workers="-n ${MAILRING_WORKERS:-5} --dist loadgroup"
 case "$what" in
   unit) exec "$py/pytest" tests/unit "$(junit unit)" "$@" ;;
   lab)  exec "$py/pytest" tests/cluster --driver lab $workers "$(junit lab)" "$@" ;;
